@@ -1,0 +1,175 @@
+"""``cinder-reload``: the operator's and the service manager's command.
+
+    cinder-reload signal SERVICE (--pid PID | --pidfile FILE) [--wait] [--timeout S]
+    cinder-reload status SERVICE [--json]
+    cinder-reload check  SERVICE [--options MODULE:FUNC] -- --config-file FILE ...
+
+Exit statuses follow LSB where a service manager reads them: 0 success,
+1 failure (reason on stderr), 7 not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from oslo_config import cfg
+
+from .config import ConfigInvalid, load_candidate
+from .state import read_state, runtime_dir, state_path
+from .waiter import Outcome, read_pidfile, signal_and_wait
+
+__all__ = ["main"]
+
+OPTIONS_ENTRY_POINTS = "cinder_reload.options"
+
+#: Subcommands defined in other modules: (module, function adding the parser).
+#: Each function receives the subparsers object and sets ``func`` on its parser.
+EXTRA_COMMANDS: list[tuple[str, str]] = []
+
+
+def _state_file(args: argparse.Namespace) -> Path:
+    return state_path(args.service, runtime_dir(override=args.state_dir))
+
+
+def _progress_printer() -> Callable[[dict[str, Any] | None, float], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    shown: dict[str, str] = {}
+
+    def show(doc: dict[str, Any] | None, elapsed: float) -> None:
+        phase = (doc or {}).get("phase") or "waiting"
+        line = f"\rreloading: {phase} ({elapsed:.1f}s)"
+        if shown.get("line") != line:
+            sys.stderr.write(line.ljust(40))
+            sys.stderr.flush()
+            shown["line"] = line
+
+    return show
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    if args.pidfile is not None:
+        pid = read_pidfile(Path(args.pidfile))
+        if pid is None:
+            print(f"{args.service}: not running (no valid pid in {args.pidfile})", file=sys.stderr)
+            return Outcome.NOT_RUNNING
+    else:
+        pid = args.pid
+    progress = _progress_printer()
+    result = signal_and_wait(pid, _state_file(args), wait=args.wait, timeout=args.timeout, progress=progress)
+    if progress is not None:
+        sys.stderr.write("\r" + " " * 40 + "\r")
+    stream = sys.stdout if result.outcome is Outcome.OK else sys.stderr
+    if result.outcome is Outcome.NOT_RUNNING:
+        print(f"{args.service}: not running ({result.message})", file=stream)
+    elif args.wait or result.outcome is not Outcome.OK:
+        print(f"{args.service}: {result.message}", file=stream)
+    return int(result.outcome)
+
+
+def _format_status(doc: dict[str, Any]) -> str:
+    lines = [
+        f"{doc.get('service')} (pid {doc.get('pid')}): reload #{doc.get('generation')} {doc.get('result')}",
+        f"  {doc.get('message')}",
+    ]
+    if doc.get("finished_at"):
+        lines.append(f"  finished {doc['finished_at']} after {doc.get('duration_s', 0):.3f}s"
+                     if doc.get("duration_s") is not None else f"  since {doc['finished_at']}")
+    if doc.get("in_progress"):
+        lines.append(f"  now reloading: {doc['in_progress'].get('phase')}")
+    for title, key in (("applied", "changed"), ("not applied", "not_applied"), ("pending restart", "pending_restart")):
+        for change in doc.get(key) or []:
+            lines.append(f"  {title}: [{change['group']}] {change['option']}: {change['old']!r} -> {change['new']!r}")
+    if doc.get("reinitialized"):
+        lines.append("  re-initialised: " + ", ".join(doc["reinitialized"]))
+    for group, why in (doc.get("failed_groups") or {}).items():
+        lines.append(f"  failed: [{group}] {why}")
+    for problem in doc.get("problems") or []:
+        lines.append(f"  problem: {problem}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = _state_file(args)
+    doc = read_state(path)
+    if doc is None:
+        print(f"{args.service}: no reload state at {path} (not running under cinder-reload?)", file=sys.stderr)
+        return 3
+    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else _format_status(doc))
+    return 0 if doc.get("result") == "ok" else 1
+
+
+def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], None]:
+    if spec:
+        module, _, func = spec.partition(":")
+        return getattr(importlib.import_module(module), func or "register_opts")
+    for entry in metadata.entry_points(group=OPTIONS_ENTRY_POINTS):
+        if entry.name == service:
+            return entry.load()
+    known = sorted(e.name for e in metadata.entry_points(group=OPTIONS_ENTRY_POINTS))
+    raise SystemExit(f"cinder-reload: no options known for {service!r} (known: {', '.join(known) or 'none'}; "
+                     "use --options MODULE:FUNC)")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    conf = cfg.ConfigOpts()
+    _options_provider(args.service, args.options)(conf)
+    service_args = [a for a in args.service_args if a != "--"]
+    try:
+        load_candidate(conf, args=service_args)
+    except ConfigInvalid as exc:
+        print(f"{args.service}: configuration is NOT valid ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.service}: configuration OK ({' '.join(service_args) or 'default files'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cinder-reload", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def service_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("service", metavar="SERVICE", help="service name, e.g. cinder-volume")
+        p.add_argument("--state-dir", help="where state files live (default: $RUNTIME_DIRECTORY or /run/cinder)")
+        return p
+
+    p = service_parser("signal", "send SIGHUP to a service and, with --wait, wait for its reload to finish")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--pid", type=int)
+    target.add_argument("--pidfile")
+    p.add_argument("--wait", action="store_true", help="block until the reload finished; exit 1 if it failed")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
+    p.set_defaults(func=cmd_signal)
+
+    p = service_parser("status", "show the last reload of a service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = service_parser("check", "validate a configuration before reloading (like nginx -t)")
+    p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
+    p.add_argument("service_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                   help="the service's config arguments, e.g. -- --config-file /etc/cinder/cinder.conf")
+    p.set_defaults(func=cmd_check)
+
+    for module, function in EXTRA_COMMANDS:
+        getattr(importlib.import_module(module, __package__), function)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

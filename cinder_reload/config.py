@@ -1,0 +1,252 @@
+"""Reading a candidate configuration without touching the running one.
+
+A reload parses the files into a *scratch* ``ConfigOpts`` that has the same
+options registered as the running one, and validates every value there.  Only
+a candidate with no problem is ever applied.  This is what oslo.config's own
+``mutate_config_files()`` does not do: it raises half-way on a syntax error
+(which is what kills cinder-volume today, see ../shared/notes/baseline.md) and
+accepts a bad value for a mutable option unchecked, so every later read of
+it raises.
+
+Reading the running ``ConfigOpts`` relies on a few private attributes
+(``_args``, ``_opts``, ``_groups``, ``_cli_opts``, ``_use_env``): oslo.config has
+no public way to enumerate registered options or the arguments it parsed.
+They have been stable since oslo.config 2.x; :func:`registered_options` is the
+one place that touches them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from oslo_config import cfg
+
+from .diff import DEFAULT_GROUP, OptionValue, OptKey
+
+__all__ = [
+    "ConfigInvalid",
+    "ConfigProblem",
+    "config_files",
+    "load_candidate",
+    "registered_options",
+    "snapshot",
+]
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One reason a configuration cannot be applied."""
+
+    where: str  # a file path, or "[group] option"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class ConfigInvalid(Exception):
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class RegisteredOpt:
+    group: str  # "DEFAULT" for ungrouped options
+    opt: cfg.Opt
+    cli: bool
+
+    @property
+    def key(self) -> OptKey:
+        return (self.group, self.opt.dest)
+
+
+# Options oslo.config registers itself on every __call__ (config-file,
+# config-dir, config_source); registering the running object's copies in the
+# scratch object would collide with the scratch's own.
+_SELF_REGISTERED = frozenset({"config_file", "config_dir", "config_source"})
+
+
+def registered_options(conf: cfg.ConfigOpts) -> Iterator[RegisteredOpt]:
+    """Every option registered on ``conf``, with its group and CLI flag."""
+    for name, info in list(conf._opts.items()):
+        if name not in _SELF_REGISTERED:
+            yield RegisteredOpt(DEFAULT_GROUP, info["opt"], bool(info.get("cli")))
+    for group_name, group in list(conf._groups.items()):
+        for info in list(group._opts.values()):
+            yield RegisteredOpt(group_name, info["opt"], bool(info.get("cli")))
+
+
+def config_files(conf: cfg.ConfigOpts) -> list[str]:
+    """The files ``conf`` reads, in the order it reads them."""
+    files = list(conf.config_file or [])
+    if conf.config_dir:
+        files.extend(sorted(glob.glob(os.path.join(conf.config_dir, "*.conf"))))
+    return files
+
+
+def _check_file(path: str) -> ConfigProblem | None:
+    """Name the file-level fault oslo.config would report less clearly."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return ConfigProblem(path, "file not found")
+    except PermissionError:
+        return ConfigProblem(path, f"not readable by uid {os.getuid()} (permission denied)")
+    except IsADirectoryError:
+        return ConfigProblem(path, "is a directory, not a file")
+    except UnicodeDecodeError as exc:
+        return ConfigProblem(path, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    except OSError as exc:
+        return ConfigProblem(path, f"cannot be read: {exc.strerror}")
+    meaningful = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", ";"))]
+    if not meaningful:
+        # An editor that truncated the file, or a config management run caught
+        # half-way: applying "all defaults" would silently reconfigure a
+        # production service, so an empty file is refused.
+        return ConfigProblem(path, "file is empty (no sections or options); refusing to reload from it")
+    return None
+
+
+def _scratch_like(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    scratch = cfg.ConfigOpts()
+    for reg in registered_options(conf):
+        if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
+            scratch.register_group(conf._groups[reg.group])
+        group = None if reg.group == DEFAULT_GROUP else reg.group
+        if reg.cli:
+            scratch.register_cli_opt(reg.opt, group=group)
+        else:
+            scratch.register_opt(reg.opt, group=group)
+    return scratch
+
+
+def _opt_problem(reg: RegisteredOpt, exc: Exception) -> ConfigProblem:
+    where = f"[{reg.group}] {reg.opt.dest}"
+    if reg.opt.secret:
+        # oslo.config's message quotes the value; a secret must not leak.
+        return ConfigProblem(where, f"invalid value for a secret {type(reg.opt).__name__} (value hidden)")
+    text = str(exc)
+    marker = "is not valid: "
+    return ConfigProblem(where, text.split(marker, 1)[1] if marker in text else text)
+
+
+def load_candidate(
+    conf: cfg.ConfigOpts,
+    *,
+    args: Sequence[str] | None = None,
+    required_sections: Collection[str] = (),
+) -> cfg.ConfigOpts:
+    """Parse the configuration again into a scratch object and validate it.
+
+    ``args`` defaults to the command line ``conf`` was called with.  Raises
+    :class:`ConfigInvalid` listing every problem found: unreadable, missing,
+    empty or malformed files, missing required options, values that fail their
+    type (mutable ones included), and ``required_sections`` (groups the
+    service has live objects for) that are gone from the files.
+    """
+    call_args = list(conf._args or []) if args is None else list(args)
+    scratch = _scratch_like(conf)
+    files = config_files(conf) if args is None else []
+    problems = [p for p in map(_check_file, files) if p]
+    if problems:
+        raise ConfigInvalid(problems)
+    try:
+        scratch(
+            args=call_args,
+            project=conf.project,
+            prog=conf.prog,
+            default_config_files=conf.default_config_files if args is None else [],
+            default_config_dirs=conf.default_config_dirs if args is None else [],
+            use_env=getattr(conf, "_use_env", True),
+        )
+    except cfg.ConfigFileParseError as exc:
+        secret_names = [r.opt.dest for r in registered_options(conf) if r.opt.secret]
+        message = _hide_secret_line(exc.msg, secret_names)
+        # Newer oslo.config says "at FILE:LINE, ...", older "at line LINE, ...".
+        message = message.replace(f"at {exc.config_file}:", "at line ", 1)
+        raise ConfigInvalid([ConfigProblem(exc.config_file, f"syntax error {message}")]) from None
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise ConfigInvalid([ConfigProblem(f, "file not found") for f in exc.config_files]) from None
+    except cfg.ConfigFilesPermissionDeniedError as exc:
+        raise ConfigInvalid([ConfigProblem(f, "permission denied") for f in exc.config_files]) from None
+    except cfg.RequiredOptError as exc:
+        group = exc.group.name if exc.group else DEFAULT_GROUP
+        raise ConfigInvalid([ConfigProblem(f"[{group}] {exc.opt_name}", "required option has no value")]) from None
+    except cfg.Error as exc:
+        raise ConfigInvalid([ConfigProblem("configuration", str(exc))]) from None
+    except SystemExit:
+        raise ConfigInvalid([ConfigProblem("command line", f"invalid arguments {call_args!r}")]) from None
+    if args is not None:
+        # `check` names its files on the command line: vet them the same way.
+        problems = [p for p in map(_check_file, config_files(scratch)) if p]
+    for reg in registered_options(scratch):
+        try:
+            _read(scratch, reg)
+        except (cfg.Error, ValueError) as exc:
+            problems.append(_opt_problem(reg, exc))
+    present = set(scratch.list_all_sections())
+    problems.extend(
+        ConfigProblem(f"[{section}]", "section is in use by this service but missing from the new configuration "
+                      "(removing it needs a restart)")
+        for section in sorted(set(required_sections) - present - {DEFAULT_GROUP})
+    )
+    if problems:
+        raise ConfigInvalid(problems)
+    return scratch
+
+
+def _read(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> Any:
+    if reg.group == DEFAULT_GROUP:
+        return getattr(conf, reg.opt.dest)
+    return getattr(getattr(conf, reg.group), reg.opt.dest)
+
+
+def snapshot(conf: cfg.ConfigOpts) -> dict[OptKey, OptionValue]:
+    """The effective value of every registered option (overrides included)."""
+    values: dict[OptKey, OptionValue] = {}
+    for reg in registered_options(conf):
+        try:
+            value = _read(conf, reg)
+        except (cfg.Error, ValueError):
+            # A running config can hold an unreadable mutable value that
+            # oslo.config accepted before this helper was installed; treat it
+            # as "unknown" so any valid candidate counts as a change.
+            value = _Unreadable()
+        values[reg.key] = OptionValue(value, mutable=reg.opt.mutable, secret=reg.opt.secret)
+    return values
+
+
+class _Unreadable:
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __str__(self) -> str:
+        return "<invalid>"
+
+
+_QUOTED_LINE = re.compile(r": '(?P<line>.*)'$")
+
+
+def _hide_secret_line(message: str, secret_option_names: Collection[str]) -> str:
+    """Drop the quoted file line from a parse error when it may hold a secret.
+
+    oslo.config's parse errors end with the offending line quoted; a mistyped
+    ``password s3cret`` (no ``=``) would otherwise put the password in STATUS=.
+    """
+    match = _QUOTED_LINE.search(message)
+    if not match:
+        return message
+    line = match.group("line").lower()
+    if any(name.lower() in line for name in secret_option_names):
+        return message[: match.start()] + " (line not shown: it may contain a secret)"
+    return message

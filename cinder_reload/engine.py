@@ -1,0 +1,275 @@
+"""The reload engine: SIGHUP -> RELOADING=1 -> cycle -> READY=1 + STATUS=.
+
+Usage from a service::
+
+    engine = ReloadEngine("cinder-volume", CONF)
+    engine.reinitializers.register("lvm-1", rebuild_lvm_1)
+    with engine.signals():              # main thread: handlers recorded, restored on exit
+        engine.start()                  # the loop, in one dedicated (green) thread
+        ...serve, wrapping work in engine.gates.scope("lvm-1").operation()...
+        engine.ready()                  # READY=1; a SIGHUP received earlier runs now
+        ...
+        engine.stop()
+
+or ``engine.run()`` to drive the loop from the calling thread.
+
+The signal handler only records (see signals.py); everything else happens in
+the loop: one cycle at a time, SIGHUPs that arrive during a cycle merged into
+exactly one follow-up cycle, SIGHUPs before ``ready()`` kept until then.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from oslo_config import cfg
+
+from .apply import Overrides
+from .config import snapshot
+from .cycle import CycleResult, ReloadCycle
+from .diff import OptKey, mask_text
+from .drain import DrainGates
+from .events import EventSink, LoggingEvents, emit_all
+from .notify import SystemdNotifier, monotonic_usec
+from .phases import Phase, PhaseMachine
+from .reinit import ReinitRegistry
+from .report import build_report, failure_reason, status_line
+from .signals import SignalInbox
+from .state import runtime_dir, state_path, write_state
+
+__all__ = ["ReloadEngine"]
+
+LOG = logging.getLogger(__name__)
+
+
+def _utc_now(wall_clock: Callable[[], float]) -> str:
+    return datetime.datetime.fromtimestamp(wall_clock(), datetime.UTC).isoformat(timespec="milliseconds")
+
+
+class ReloadEngine:
+    """Runs reload cycles for one service process."""
+
+    def __init__(
+        self,
+        service: str,
+        conf: cfg.ConfigOpts,
+        *,
+        gates: DrainGates | None = None,
+        reinitializers: ReinitRegistry | None = None,
+        notifier: SystemdNotifier | None = None,
+        events: Sequence[EventSink] = (),
+        state_dir: str | os.PathLike[str] | None = None,
+        drain_timeout: float = 60.0,
+        restart_only: Collection[OptKey] = (),
+        handle_sigterm: bool = False,
+        slow_drain_after: float = 3.0,
+        event_prefix: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.conf = conf
+        self.gates = gates if gates is not None else DrainGates(clock)
+        self.reinitializers = reinitializers if reinitializers is not None else ReinitRegistry()
+        self.notifier = notifier if notifier is not None else SystemdNotifier()
+        self.events: list[EventSink] = [LoggingEvents(), *events]
+        self.state_file: Path = state_path(service, runtime_dir(override=state_dir))
+        self.drain_timeout = drain_timeout
+        self.restart_only = frozenset(restart_only)
+        self.slow_drain_after = slow_drain_after
+        self.event_prefix = event_prefix or service
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.inbox = SignalInbox((signal.SIGHUP, signal.SIGTERM) if handle_sigterm else (signal.SIGHUP,))
+        self.machine = PhaseMachine()
+        self.overrides = Overrides(conf)
+        self.generation = 0
+        self.last_report: dict[str, Any] | None = None
+        self._reload_pending = False
+        self._stop_requested = False
+        self._lock = threading.Lock()  # guards phase changes between ready()/stop() and the loop
+        self._thread: threading.Thread | None = None
+        self._current: dict[str, Any] | None = None
+
+    # -- public controls -------------------------------------------------------
+    @contextmanager
+    def signals(self) -> Iterator[SignalInbox]:
+        """Install the signal handlers for the duration of the block."""
+        with self.inbox:
+            yield self.inbox
+
+    @property
+    def phase(self) -> Phase:
+        return self.machine.phase
+
+    def ready(self, status: str = "Ready") -> None:
+        """The service is up: send READY=1 and run any SIGHUP that arrived earlier."""
+        with self._lock:
+            if self.machine.phase is not Phase.STARTING:
+                return
+            self.machine.advance(Phase.IDLE)
+        self._write({"service": self.service, "pid": os.getpid(), "generation": 0, "result": "ok",
+                     "message": status, "started_at": None, "finished_at": _utc_now(self._wall_clock),
+                     "started_monotonic": None, "changed": [], "reinitialized": [], "pending_restart": [],
+                     "problems": [], "phase": "idle", "in_progress": None})
+        self.notifier.ready(status)
+        LOG.info("%s ready (pid %d); SIGHUP reloads %s", self.service, os.getpid(), self._files_label())
+        self.inbox.wake()
+
+    def request_reload(self) -> None:
+        """Ask for a cycle, as a SIGHUP would (any thread)."""
+        self.inbox.handler(signal.SIGHUP)
+
+    def stop(self) -> None:
+        """Ask the loop to stop (any thread); a running cycle is aborted at its next step."""
+        self._stop_requested = True
+        self.inbox.wake()
+
+    def start(self) -> threading.Thread:
+        """Run the loop in one dedicated thread (a greenthread under eventlet)."""
+        if self._thread is not None:
+            raise RuntimeError("engine already started")
+        self._thread = threading.Thread(target=self.run, name=f"{self.service}-reload", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """The loop: wait for a signal, act on it, until stopped."""
+        while True:
+            self.inbox.wait()
+            for signum in self.inbox.take():
+                if signum == signal.SIGHUP:
+                    self._reload_pending = True
+                elif signum == signal.SIGTERM:
+                    self._stop_requested = True
+            if self._stop_requested:
+                self._shutdown()
+                return
+            if self._reload_pending and self.machine.phase is Phase.IDLE:
+                self._reload_pending = False
+                self.run_cycle()
+
+    # -- one cycle -------------------------------------------------------------
+    def run_cycle(self) -> dict[str, Any]:
+        """Run one cycle now, in this thread; return the state document."""
+        generation = self.generation + 1
+        started = self._clock()
+        started_monotonic = monotonic_usec() / 1e6
+        started_at = _utc_now(self._wall_clock)
+        self.notifier.reloading(f"Reloading configuration (reload #{generation})")
+        self._current = {"generation": generation, "started_at": started_at,
+                         "started_monotonic": started_monotonic, "phase": Phase.VALIDATING.value}
+        LOG.info("reload #%d started (SIGHUP): re-reading %s", generation, self._files_label())
+        emit_all(self.events, f"{self.event_prefix}.reload.start",
+                 {"service": self.service, "pid": os.getpid(), "generation": generation})
+        cycle = ReloadCycle(
+            conf=self.conf,
+            gates=self.gates,
+            registry=self.reinitializers,
+            overrides=self.overrides,
+            drain_timeout=self.drain_timeout,
+            restart_only=self.restart_only,
+            enter=self._enter,
+            should_abort=self._stopping,
+            on_slow_drain=self._on_slow_drain,
+            slow_drain_after=self.slow_drain_after,
+        )
+        try:
+            result = cycle.run()
+        except Exception as exc:  # a bug must not take the service down with it
+            LOG.exception("reload #%d: internal error", generation)
+            result = CycleResult(error=f"internal error: {type(exc).__name__}: {exc}")
+        self.generation = generation
+        self._current = None
+        secrets = self._secret_values()
+        report = build_report(
+            service=self.service,
+            pid=os.getpid(),
+            generation=generation,
+            result=result,
+            started_at=started_at,
+            finished_at=_utc_now(self._wall_clock),
+            started_monotonic=started_monotonic,
+            duration=self._clock() - started,
+            secrets=secrets,
+        )
+        self.last_report = report
+        with self._lock:
+            self.machine.advance(Phase.IDLE)
+        self._write(report)
+        status = mask_text(status_line(result, generation), secrets)
+        self.notifier.ready(status)
+        if report["result"] == "ok":
+            LOG.info("reload #%d ok in %.3fs: %s", generation, report["duration_s"], status)
+        else:
+            LOG.error("reload #%d failed in %.3fs, still serving on the previous configuration: %s",
+                      generation, report["duration_s"], mask_text(failure_reason(result) or "", secrets))
+        suffix = "end" if report["result"] == "ok" else "error"
+        emit_all(self.events, f"{self.event_prefix}.reload.{suffix}", report)
+        return report
+
+    # -- internals -------------------------------------------------------------
+    def _enter(self, phase: Phase) -> None:
+        with self._lock:
+            self.machine.advance(phase)
+        if self._current is not None:
+            self._current["phase"] = phase.value
+            base = dict(self.last_report or {"service": self.service, "pid": os.getpid(), "generation": 0})
+            self._write({**base, "phase": phase.value, "in_progress": dict(self._current)})
+
+    def _stopping(self) -> bool:
+        return self._stop_requested or self.inbox.pending(signal.SIGTERM)
+
+    def _on_slow_drain(self, elapsed: float, in_flight: dict[str, int]) -> None:
+        # Ask systemd for more time before TimeoutStartSec= (which bounds a
+        # reload) expires: twice the report interval, so one late report is
+        # not fatal, never more than the drain can still take.
+        remaining = max(self.drain_timeout - elapsed, 0.0)
+        self.notifier.extend_timeout(min(2 * self.slow_drain_after, remaining) + 5.0)
+        busy = ", ".join(f"{scope}: {n}" for scope, n in sorted(in_flight.items()) if n)
+        self.notifier.status(f"Reloading: draining for {elapsed:.0f}s ({busy} in flight)")
+        LOG.warning("reload: still draining after %.1fs (%s in flight)", elapsed, busy)
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            if self.machine.phase is not Phase.STOPPING:
+                self.machine.advance(Phase.STOPPING)
+        self.notifier.stopping("Stopping")
+        LOG.info("%s stopping", self.service)
+        if self.last_report is not None:
+            self._write({**self.last_report, "phase": Phase.STOPPING.value})
+        with self._lock:
+            self.machine.advance(Phase.STOPPED)
+
+    def _write(self, document: dict[str, Any]) -> None:
+        try:
+            write_state(self.state_file, document)
+        except OSError as exc:
+            LOG.warning("could not write reload state file %s: %s", self.state_file, exc)
+
+    def _secret_values(self) -> list[str]:
+        values: list[str] = []
+        for option in snapshot(self.conf).values():
+            if option.secret and option.value:
+                values.append(str(option.value))
+        return values
+
+    def _files_label(self) -> str:
+        try:
+            files = list(self.conf.config_file or [])
+        except cfg.Error:
+            files = []
+        return ", ".join(files) or "the configuration"

@@ -1,0 +1,97 @@
+"""What a finished cycle tells the operator: pure functions, no I/O.
+
+One :class:`CycleResult` becomes the state-file document, the one-line
+``STATUS=`` and the log line.  All three say the same thing, and none of them
+contains a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .cycle import CycleResult
+from .diff import ChangeKind, OptionChange, mask_text
+
+__all__ = ["STATUS_FAILED_PREFIX", "build_report", "status_line"]
+
+#: HAProxy's convention for "the reload failed but I am still serving":
+#: READY=1 with a STATUS= starting with this (systemd has no reload-failed field).
+STATUS_FAILED_PREFIX = "Reload failed: "
+STATUS_MAX = 400
+
+
+def _labels(changes: Iterable[OptionChange]) -> list[str]:
+    return [c.label for c in changes]
+
+
+def failure_reason(result: CycleResult) -> str | None:
+    """The one-sentence reason a cycle failed, or None if it succeeded."""
+    if result.aborted:
+        return "aborted because the service is stopping; the running configuration is unchanged"
+    if result.error:
+        return result.error
+    if result.failed_groups:
+        parts = [f"re-initialising [{g}] failed ({why}); [{g}] keeps its old configuration"
+                 for g, why in sorted(result.failed_groups.items())]
+        if result.reinitialized:
+            parts.append("re-initialised: " + ", ".join(result.reinitialized))
+        return "; ".join(parts)
+    return None
+
+
+def status_line(result: CycleResult, generation: int) -> str:
+    """The ``STATUS=`` text: honest, one line, bounded."""
+    reason = failure_reason(result)
+    pending = _labels(result.pending_restart)
+    if reason is not None:
+        text = STATUS_FAILED_PREFIX + reason
+    else:
+        text = f"Reload #{generation} ok: {result.diff.summary()}"
+        if result.reinitialized:
+            text += "; re-initialised " + ", ".join(result.reinitialized)
+    if pending:
+        text += "; pending restart: " + ", ".join(pending)
+    return text if len(text) <= STATUS_MAX else text[: STATUS_MAX - 3] + "..."
+
+
+def build_report(
+    *,
+    service: str,
+    pid: int,
+    generation: int,
+    result: CycleResult,
+    started_at: str,
+    finished_at: str,
+    started_monotonic: float,
+    duration: float,
+    secrets: Iterable[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The state-file document for a finished cycle."""
+    reason = failure_reason(result)
+    applied = result.applied
+    not_applied = [c for c in result.diff.changes if c not in applied and c.kind is not ChangeKind.RESTART]
+    secrets = list(secrets)
+    doc: dict[str, Any] = {
+        "service": service,
+        "pid": pid,
+        "generation": generation,
+        "result": "ok" if reason is None else "failed",
+        "message": mask_text(status_line(result, generation), secrets),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "started_monotonic": started_monotonic,
+        "duration_s": round(duration, 6),
+        "changed": [c.as_dict() for c in applied],
+        "not_applied": [c.as_dict() for c in not_applied],
+        "reinitialized": list(result.reinitialized),
+        "failed_groups": {g: mask_text(why, secrets) for g, why in sorted(result.failed_groups.items())},
+        "pending_restart": [c.as_dict() for c in result.pending_restart],
+        "problems": [mask_text(str(p), secrets) for p in result.problems],
+        "phase": "idle",
+        "in_progress": None,
+    }
+    if extra:
+        doc.update(extra)
+    return doc

@@ -1,0 +1,71 @@
+"""The per-service state file: what the last reload did, for people and tools.
+
+``cinder-reload signal --wait`` (the synchronous ``ExecReload=`` and the init
+scripts' ``reload``) and ``cinder-reload status`` read it; the engine writes
+it atomically (write to a temporary file in the same directory, fsync,
+rename) so a reader never sees half a document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_RUNTIME_DIR", "STATE_DIR_ENV", "read_state", "runtime_dir", "state_path", "write_state"]
+
+DEFAULT_RUNTIME_DIR = Path("/run/cinder")
+#: Overrides where state files live (tests, and services not run by systemd).
+STATE_DIR_ENV = "CINDER_RELOAD_STATE_DIR"
+
+
+def runtime_dir(environ: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None) -> Path:
+    """Where state files live: an explicit override, ``$CINDER_RELOAD_STATE_DIR``,
+    systemd's ``$RUNTIME_DIRECTORY`` (its first entry: systemd.exec(5) joins
+    several with ``:``), else ``/run/cinder``."""
+    env = os.environ if environ is None else environ
+    if override:
+        return Path(override)
+    if env.get(STATE_DIR_ENV):
+        return Path(env[STATE_DIR_ENV])
+    if env.get("RUNTIME_DIRECTORY"):
+        return Path(env["RUNTIME_DIRECTORY"].split(":")[0])
+    return DEFAULT_RUNTIME_DIR
+
+
+def state_path(service: str, directory: Path) -> Path:
+    if not service or "/" in service or service.startswith("."):
+        raise ValueError(f"not a service name: {service!r}")
+    return directory / f"{service}.reload.json"
+
+
+def write_state(path: Path, state: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The state document, or None when there is none (yet)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -118,7 +118,10 @@ def _scratch_like(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
     scratch = cfg.ConfigOpts()
     for reg in registered_options(conf):
         if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
-            scratch.register_group(conf._groups[reg.group])
+            # A new OptGroup, not the running one: register_group() makes a
+            # shallow copy, which would share the running group's option
+            # table (and our set_override() values) with the scratch object.
+            scratch.register_group(cfg.OptGroup(reg.group, title=conf._groups[reg.group].title))
         group = None if reg.group == DEFAULT_GROUP else reg.group
         if reg.cli:
             scratch.register_cli_opt(reg.opt, group=group)

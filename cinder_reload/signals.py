@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import posix  # the unpatched os.read/os.write: see _raw_write below
 import select
 import signal
 from collections.abc import Iterable
@@ -24,6 +25,13 @@ from typing import Any
 __all__ = ["SignalInbox"]
 
 _Handler = Any  # what signal.signal() returns/accepts: a callable, SIG_DFL, SIG_IGN or None
+
+# eventlet's monkey-patching replaces os.write/os.read with green versions that
+# wait on the hub (the green write waits for writability first, even when the
+# pipe has room), which raises "do not call blocking functions from the
+# mainloop" inside a signal handler.  The posix module keeps the raw calls.
+_raw_write = posix.write
+_raw_read = posix.read
 
 
 class SignalInbox:
@@ -56,7 +64,7 @@ class SignalInbox:
             return
         self._woken = True
         try:
-            os.write(self._write_fd, b"\0")
+            _raw_write(self._write_fd, b"\0")
         except OSError:  # pipe full or closed: a wakeup is pending anyway
             pass
 
@@ -88,13 +96,13 @@ class SignalInbox:
     # -- the loop side -------------------------------------------------------
     def wait(self, timeout: float | None = None) -> None:
         """Block until a signal or :meth:`wake` arrives, or ``timeout`` passes."""
-        if not self._received:
-            select.select([self._read_fd], [], [], timeout)
-        try:
-            while os.read(self._read_fd, 4096):
+        readable, _, _ = select.select([self._read_fd], [], [], 0 if self._received else timeout)
+        if readable:
+            # The pipe never holds more than a couple of bytes (see wake()).
+            try:
+                _raw_read(self._read_fd, 4096)
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
         # Cleared only after the pipe is drained: a handler that runs between
         # the read and this line sees _woken=True and writes nothing, but its
         # signal is already in _received, which the caller reads next.

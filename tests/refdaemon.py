@@ -1,7 +1,7 @@
 """Reference daemon: a tiny service that uses cinder-reload's public API.
 
 It serves a UNIX stream socket: a client sends a backend name (``backend1``
-or ``backend2``) and a newline; the daemon answers, after ``[DEFAULT]
+or ``backend2``) or ``stats`` (in-flight counts) and a newline; the daemon answers, after ``[DEFAULT]
 op_seconds``, with that backend's current label and its object's generation.
 Each request is an operation tracked by the backend's drain gate, so tests
 can hold operations in flight across a reload.
@@ -45,6 +45,8 @@ DEFAULT_OPTS = [
     cfg.FloatOpt("op_seconds", default=0.0, min=0.0, mutable=True, help="time each request takes"),
     cfg.FloatOpt("reinit_seconds", default=0.0, min=0.0, mutable=True, help="time a re-initialisation takes"),
     cfg.FloatOpt("drain_timeout", default=30.0, min=0.1, help="seconds a reload may wait for requests"),
+    cfg.FloatOpt("drain_report_seconds", default=3.0, min=0.05,
+                 help="while draining, report (EXTEND_TIMEOUT_USEC, STATUS=) this often"),
 ]
 BACKEND_OPTS = [
     cfg.StrOpt("label", default="unset", help="what the backend answers"),
@@ -77,7 +79,8 @@ class RefDaemon:
     def __init__(self, conf: cfg.ConfigOpts, socket_path: str, state_dir: str | None) -> None:
         self.conf = conf
         self.engine = ReloadEngine("refdaemon", conf, state_dir=state_dir, handle_sigterm=True,
-                                   drain_timeout=conf.drain_timeout)
+                                   drain_timeout=conf.drain_timeout,
+                                   slow_drain_after=conf.drain_report_seconds)
         self.backends = {name: Backend(conf, name, 0) for name in BACKENDS}
         for name in BACKENDS:
             self.engine.reinitializers.register(name, self._rebuild)
@@ -95,6 +98,10 @@ class RefDaemon:
     def handle(self, client: socket.socket) -> None:
         with client:
             name = client.makefile("r").readline().strip()
+            if name == "stats":  # in-flight operations per drain scope, for tests
+                counts = " ".join(f"{b}={self.engine.gates.scope(b).in_flight}" for b in BACKENDS)
+                client.sendall(f"{counts}\n".encode())
+                return
             if name not in self.backends:
                 client.sendall(f"error unknown backend {name!r}\n".encode())
                 return

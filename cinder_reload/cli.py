@@ -121,7 +121,7 @@ def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpt
 def cmd_check(args: argparse.Namespace) -> int:
     conf = cfg.ConfigOpts()
     _options_provider(args.service, args.options)(conf)
-    service_args = [a for a in args.service_args if a != "--"]
+    service_args = args.service_args
     try:
         load_candidate(conf, args=service_args)
     except ConfigInvalid as exc:
@@ -155,10 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = service_parser("check", "validate a configuration before reloading (like nginx -t)")
+    p = service_parser("check", "validate a configuration before reloading (like nginx -t); "
+                               "the service's own arguments follow --, e.g. -- --config-file /etc/cinder/cinder.conf")
     p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
-    p.add_argument("service_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
-                   help="the service's config arguments, e.g. -- --config-file /etc/cinder/cinder.conf")
     p.set_defaults(func=cmd_check)
 
     for module, function in EXTRA_COMMANDS:
@@ -167,7 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" belongs to the service (its oslo.config
+    # command line), never to us: split it off before argparse sees it.
+    service_args: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, service_args = argv[:split], argv[split + 1:]
     args = build_parser().parse_args(argv)
+    args.service_args = service_args
     return int(args.func(args))
 
 

@@ -85,8 +85,10 @@ def registered_options(conf: cfg.ConfigOpts) -> Iterator[RegisteredOpt]:
 def config_files(conf: cfg.ConfigOpts) -> list[str]:
     """The files ``conf`` reads, in the order it reads them."""
     files = list(conf.config_file or [])
-    if conf.config_dir:
-        files.extend(sorted(glob.glob(os.path.join(conf.config_dir, "*.conf"))))
+    dirs = conf.config_dir or []
+    # A single path in older oslo.config, a list since --config-dir repeats.
+    for directory in [dirs] if isinstance(dirs, str) else dirs:
+        files.extend(sorted(glob.glob(os.path.join(directory, "*.conf"))))
     return files
 
 

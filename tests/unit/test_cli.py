@@ -1,0 +1,69 @@
+"""`cinder-reload` as an operator runs it (the installed console script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from helpers import CINDER_RELOAD, TESTS
+
+GOOD = "[DEFAULT]\n[backend1]\nlabel = one\n"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CINDER_RELOAD, *args], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin"})
+
+
+def test_signal_to_a_dead_pid_is_lsb_not_running(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    result = run("signal", "svc", "--pid", str(proc.pid), "--wait", "--state-dir", str(tmp_path))
+    assert result.returncode == 7 and "not running" in result.stderr
+
+
+def test_signal_with_missing_pidfile_is_lsb_not_running(tmp_path: Path) -> None:
+    result = run("signal", "svc", "--pidfile", str(tmp_path / "none.pid"), "--wait")
+    assert result.returncode == 7 and "none.pid" in result.stderr
+
+
+def test_status_without_state(tmp_path: Path) -> None:
+    result = run("status", "svc", "--state-dir", str(tmp_path))
+    assert result.returncode == 3 and "no reload state" in result.stderr
+
+
+def test_status_human_and_json(tmp_path: Path) -> None:
+    doc = {"service": "svc", "pid": 1, "generation": 4, "result": "failed", "message": "Reload failed: x",
+           "finished_at": "t", "duration_s": 0.1, "changed": [], "pending_restart": [
+               {"group": "DEFAULT", "option": "host", "old": "a", "new": "b", "applied": "restart"}],
+           "problems": ["f.conf: syntax error"], "reinitialized": []}
+    (tmp_path / "svc.reload.json").write_text(json.dumps(doc))
+    human = run("status", "svc", "--state-dir", str(tmp_path))
+    assert human.returncode == 1
+    assert "reload #4 failed" in human.stdout and "pending restart: [DEFAULT] host: 'a' -> 'b'" in human.stdout
+    assert "problem: f.conf: syntax error" in human.stdout
+    assert json.loads(run("status", "svc", "--json", "--state-dir", str(tmp_path)).stdout) == doc
+
+
+def test_check_good_and_bad(tmp_path: Path) -> None:
+    conf = tmp_path / "svc.conf"
+    conf.write_text(GOOD)
+    ok = run("check", "refdaemon", "--options", "refdaemon:register_opts", "--", "--config-file", str(conf))
+    assert ok.returncode == 0 and "configuration OK" in ok.stdout
+    conf.write_text(GOOD + "port = 0\n[DEFAULT]\nop_seconds = later\n")
+    bad = run("check", "refdaemon", "--options", "refdaemon:register_opts", "--", "--config-file", str(conf))
+    assert bad.returncode == 1
+    assert "2 problem(s)" in bad.stderr
+    assert "[backend1] port" in bad.stderr and "[DEFAULT] op_seconds" in bad.stderr
+    conf.write_text("[backend1\n")
+    assert "syntax error" in run("check", "refdaemon", "--options", "refdaemon:register_opts", "--",
+                                 "--config-file", str(conf)).stderr
+    missing = run("check", "refdaemon", "--options", "refdaemon:register_opts", "--", "--config-file",
+                  str(tmp_path / "nope.conf"))
+    assert missing.returncode == 1 and "file not found" in missing.stderr
+
+
+def test_check_unknown_service_says_how() -> None:
+    result = run("check", "no-such-service", "--", "--config-file", "/dev/null")
+    assert result.returncode != 0 and "--options MODULE:FUNC" in result.stderr

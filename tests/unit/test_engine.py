@@ -1,0 +1,176 @@
+"""The engine in-process: real ConfigOpts, real files, a real notify socket."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oslo_config import cfg
+
+from cinder_reload import GroupChange, Phase, ReloadEngine
+from cinder_reload.phases import IllegalTransition, PhaseMachine
+from cinder_reload.state import read_state, runtime_dir, state_path, write_state
+from helpers import NotifyListener, wait_until
+from refdaemon import register_opts
+
+GOOD = "[DEFAULT]\n[backend1]\nlabel = one\n[backend2]\nlabel = two\n"
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        self.events.append((event_type, dict(payload)))
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ReloadEngine, Path, NotifyListener, RecordingSink]]:
+    listener = NotifyListener(str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
+    path = tmp_path / "svc.conf"
+    path.write_text(GOOD)
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(["--config-file", str(path)], default_config_files=[], default_config_dirs=[])
+    sink = RecordingSink()
+    engine = ReloadEngine("svc", conf, state_dir=tmp_path / "state", events=[sink], event_prefix="volume")
+    yield engine, path, listener, sink
+    listener.close()
+
+
+def test_failed_reinit_restores_exact_previous_values(setup) -> None:
+    engine, path, _, _ = setup
+    built: dict[str, str] = {}
+
+    def rebuild(change: GroupChange) -> None:
+        label = getattr(engine.conf, change.group).label
+        if label == "bad":
+            raise RuntimeError("cannot")
+        built[change.group] = label
+
+    engine.reinitializers.register("backend1", rebuild)
+    engine.reinitializers.register("backend2", rebuild)
+    engine.ready()
+    path.write_text(GOOD.replace("one", "uno"))
+    assert engine.run_cycle()["result"] == "ok"
+    assert engine.conf.backend1.label == "uno" and built == {"backend1": "uno"}
+
+    path.write_text(GOOD.replace("one", "bad").replace("two", "deux"))
+    report = engine.run_cycle()
+
+    assert report["result"] == "failed"
+    assert engine.conf.backend1.label == "uno", "rolled back to the previous override, not the file's first value"
+    assert engine.conf.backend2.label == "deux"
+    assert built == {"backend1": "uno", "backend2": "deux"}
+
+
+def test_events_and_notify_for_each_cycle(setup) -> None:
+    engine, path, listener, sink = setup
+    engine.ready("Up")
+    path.write_text("[DEFAULT\n")
+    engine.run_cycle()
+    path.write_text(GOOD)
+    engine.run_cycle()
+    assert [e for e, _ in sink.events] == [
+        "volume.reload.start", "volume.reload.error", "volume.reload.start", "volume.reload.end",
+    ]
+    assert sink.events[1][1]["result"] == "failed" and sink.events[3][1]["generation"] == 2
+    listener.wait_for(lambda m: m.get("STATUS", "").startswith("Reload #2 ok"))
+    kinds = [next(k for k in ("READY", "RELOADING") if k in m) for m in listener.messages]
+    assert kinds == ["READY", "RELOADING", "READY", "RELOADING", "READY"]
+
+
+def test_failing_event_sink_does_not_fail_the_reload(setup, caplog: pytest.LogCaptureFixture) -> None:
+    engine, path, _, _ = setup
+
+    class Broken:
+        def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+            raise ConnectionError("bus down")
+
+    engine.events.append(Broken())
+    engine.ready()
+    assert engine.run_cycle()["result"] == "ok"
+    assert "not delivered by Broken: bus down" in caplog.text
+
+
+def test_reload_requested_before_ready_runs_after_ready(setup) -> None:
+    engine, path, _, _ = setup
+    engine.start()
+    engine.request_reload()
+    assert engine.phase is Phase.STARTING and engine.generation == 0
+    engine.ready()
+    wait_until(lambda: engine.generation == 1, 10, "the deferred cycle")
+    engine.stop()
+    engine.join(5)
+    assert engine.phase is Phase.STOPPED
+
+
+def test_loop_thread_stops_on_request(setup) -> None:
+    engine, _, listener, _ = setup
+    thread = engine.start()
+    engine.ready()
+    engine.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    listener.wait_for(lambda m: m.get("STOPPING") == "1")
+
+
+def test_phase_machine_rejects_illegal_transitions() -> None:
+    machine = PhaseMachine()
+    with pytest.raises(IllegalTransition):
+        machine.advance(Phase.VALIDATING)  # not ready yet
+    machine.advance(Phase.IDLE)
+    machine.advance(Phase.VALIDATING)
+    with pytest.raises(IllegalTransition):
+        machine.advance(Phase.VALIDATING)
+
+
+@pytest.mark.parametrize(
+    ("env", "override", "expected"),
+    [
+        ({}, None, "/run/cinder"),
+        ({"RUNTIME_DIRECTORY": "/run/cinder:/run/other"}, None, "/run/cinder"),
+        ({"RUNTIME_DIRECTORY": "/run/x", "CINDER_RELOAD_STATE_DIR": "/tmp/s"}, None, "/tmp/s"),
+        ({"RUNTIME_DIRECTORY": "/run/x"}, "/o", "/o"),
+    ],
+)
+def test_runtime_dir(env: dict, override: str | None, expected: str) -> None:
+    assert str(runtime_dir(env, override)) == expected
+
+
+def test_state_file_written_atomically(tmp_path: Path) -> None:
+    path = state_path("cinder-volume", tmp_path / "new")
+    write_state(path, {"generation": 1})
+    write_state(path, {"generation": 2})
+    assert read_state(path) == {"generation": 2}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cinder-volume.reload.json"]
+    with pytest.raises(ValueError):
+        state_path("../etc/passwd", tmp_path)
+
+
+def test_concurrent_operations_survive_many_cycles(setup) -> None:
+    engine, path, _, _ = setup
+    engine.reinitializers.register("backend1", lambda change: None)
+    engine.ready()
+    stop = threading.Event()
+    counts = {"done": 0}
+
+    def worker() -> None:
+        while not stop.is_set():
+            with engine.gates.scope("backend1").operation():
+                counts["done"] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        path.write_text(GOOD.replace("one", f"v{i}"))
+        assert engine.run_cycle()["result"] == "ok"
+    stop.set()
+    for t in threads:
+        t.join(5)
+    assert engine.conf.backend1.label == "v19" and counts["done"] > 0

@@ -165,8 +165,10 @@ def load_candidate(
     try:
         scratch(
             args=call_args,
-            project=conf.project,
-            prog=conf.prog,
+            # vars(): on a ConfigOpts never called, attribute access would
+            # look these up as options and raise NoSuchOptError.
+            project=vars(conf).get("project"),
+            prog=vars(conf).get("prog") or "cinder-reload",
             default_config_files=conf.default_config_files if args is None else [],
             default_config_dirs=conf.default_config_dirs if args is None else [],
             use_env=getattr(conf, "_use_env", True),

@@ -102,9 +102,7 @@ def _oslo_log_filter(applied: frozenset[str], secret: frozenset[str]) -> Iterato
         logger.removeFilter(log_filter)
 
 
-def mutate_live(
-    conf: cfg.ConfigOpts, applied_by_reinit: Iterable[OptionChange], secret_labels: Iterable[str]
-) -> None:
+def mutate_live(conf: cfg.ConfigOpts, applied_by_reinit: Iterable[OptionChange], secret_labels: Iterable[str]) -> None:
     """Run oslo.config's ``mutate_config_files()`` with its log kept honest."""
     with _oslo_log_filter(frozenset(c.label for c in applied_by_reinit), frozenset(secret_labels)):
         conf.mutate_config_files()

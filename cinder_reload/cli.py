@@ -109,10 +109,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], None]:
     if spec:
         module, _, func = spec.partition(":")
-        return getattr(importlib.import_module(module), func or "register_opts")
+        provider: Callable[[cfg.ConfigOpts], None] = getattr(importlib.import_module(module), func or "register_opts")
+        return provider
     for entry in metadata.entry_points(group=OPTIONS_ENTRY_POINTS):
         if entry.name == service:
-            return entry.load()
+            loaded: Callable[[cfg.ConfigOpts], None] = entry.load()
+            return loaded
     known = sorted(e.name for e in metadata.entry_points(group=OPTIONS_ENTRY_POINTS))
     raise SystemExit(f"cinder-reload: no options known for {service!r} (known: {', '.join(known) or 'none'}; "
                      "use --options MODULE:FUNC)")

@@ -175,7 +175,7 @@ def load_candidate(
         )
     except cfg.ConfigFileParseError as exc:
         secret_names = [r.opt.dest for r in registered_options(conf) if r.opt.secret]
-        message = _hide_secret_line(exc.msg, secret_names)
+        message = _hide_secret_line(exc.msg or "", secret_names)
         # Newer oslo.config says "at FILE:LINE, ...", older "at line LINE, ...".
         message = message.replace(f"at {exc.config_file}:", "at line ", 1)
         raise ConfigInvalid([ConfigProblem(exc.config_file, f"syntax error {message}")]) from None
@@ -184,7 +184,7 @@ def load_candidate(
     except cfg.ConfigFilesPermissionDeniedError as exc:
         raise ConfigInvalid([ConfigProblem(f, "permission denied") for f in exc.config_files]) from None
     except cfg.RequiredOptError as exc:
-        group = exc.group.name if exc.group else DEFAULT_GROUP
+        group = getattr(exc.group, "name", exc.group) or DEFAULT_GROUP
         raise ConfigInvalid([ConfigProblem(f"[{group}] {exc.opt_name}", "required option has no value")]) from None
     except cfg.Error as exc:
         raise ConfigInvalid([ConfigProblem("configuration", str(exc))]) from None
@@ -200,8 +200,10 @@ def load_candidate(
             problems.append(_opt_problem(reg, exc))
     present = set(scratch.list_all_sections())
     problems.extend(
-        ConfigProblem(f"[{section}]", "section is in use by this service but missing from the new configuration "
-                      "(removing it needs a restart)")
+        ConfigProblem(
+            f"[{section}]",
+            "section is in use by this service but missing from the new configuration (removing it needs a restart)",
+        )
         for section in sorted(set(required_sections) - present - {DEFAULT_GROUP})
     )
     if problems:

@@ -156,7 +156,7 @@ class ReloadCycle:
             registration.reinit(GroupChange(group, changes))
         except Exception as exc:
             self.overrides.undo(undo)
-            LOG.error("re-initialising [%s] failed, it keeps its old configuration: %s", group, exc, exc_info=True)
+            LOG.exception("re-initialising [%s] failed, it keeps its old configuration: %s", group, exc)
             result.failed_groups[group] = f"{type(exc).__name__}: {exc}"
         else:
             result.reinitialized.append(group)

@@ -42,10 +42,7 @@ class DrainTimeout(Exception):
         self.scope = scope
         self.in_flight = in_flight
         self.timeout = timeout
-        super().__init__(
-            f"could not drain {scope!r} within {timeout:g}s: "
-            f"{in_flight} operation(s) still in flight"
-        )
+        super().__init__(f"could not drain {scope!r} within {timeout:g}s: {in_flight} operation(s) still in flight")
 
 
 class DrainAborted(Exception):

@@ -117,10 +117,24 @@ class ReloadEngine:
             if self.machine.phase is not Phase.STARTING:
                 return
             self.machine.advance(Phase.IDLE)
-        self._write({"service": self.service, "pid": os.getpid(), "generation": 0, "result": "ok",
-                     "message": status, "started_at": None, "finished_at": _utc_now(self._wall_clock),
-                     "started_monotonic": None, "changed": [], "reinitialized": [], "pending_restart": [],
-                     "problems": [], "phase": "idle", "in_progress": None})
+        self._write(
+            {
+                "service": self.service,
+                "pid": os.getpid(),
+                "generation": 0,
+                "result": "ok",
+                "message": status,
+                "started_at": None,
+                "finished_at": _utc_now(self._wall_clock),
+                "started_monotonic": None,
+                "changed": [],
+                "reinitialized": [],
+                "pending_restart": [],
+                "problems": [],
+                "phase": "idle",
+                "in_progress": None,
+            }
+        )
         self.notifier.ready(status)
         LOG.info("%s ready (pid %d); SIGHUP reloads %s", self.service, os.getpid(), self._files_label())
         self.inbox.wake()
@@ -170,11 +184,18 @@ class ReloadEngine:
         started_monotonic = monotonic_usec() / 1e6
         started_at = _utc_now(self._wall_clock)
         self.notifier.reloading(f"Reloading configuration (reload #{generation})")
-        self._current = {"generation": generation, "started_at": started_at,
-                         "started_monotonic": started_monotonic, "phase": Phase.VALIDATING.value}
+        self._current = {
+            "generation": generation,
+            "started_at": started_at,
+            "started_monotonic": started_monotonic,
+            "phase": Phase.VALIDATING.value,
+        }
         LOG.info("reload #%d started (SIGHUP): re-reading %s", generation, self._files_label())
-        emit_all(self.events, f"{self.event_prefix}.reload.start",
-                 {"service": self.service, "pid": os.getpid(), "generation": generation})
+        emit_all(
+            self.events,
+            f"{self.event_prefix}.reload.start",
+            {"service": self.service, "pid": os.getpid(), "generation": generation},
+        )
         cycle = ReloadCycle(
             conf=self.conf,
             gates=self.gates,
@@ -215,8 +236,12 @@ class ReloadEngine:
         if report["result"] == "ok":
             LOG.info("reload #%d ok in %.3fs: %s", generation, report["duration_s"], status)
         else:
-            LOG.error("reload #%d failed in %.3fs, still serving on the previous configuration: %s",
-                      generation, report["duration_s"], mask_text(failure_reason(result) or "", secrets))
+            LOG.error(
+                "reload #%d failed in %.3fs, still serving on the previous configuration: %s",
+                generation,
+                report["duration_s"],
+                mask_text(failure_reason(result) or "", secrets),
+            )
         suffix = "end" if report["result"] == "ok" else "error"
         emit_all(self.events, f"{self.event_prefix}.reload.{suffix}", report)
         return report

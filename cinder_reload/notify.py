@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -91,7 +90,7 @@ Sender = Callable[[str, str], None]
 
 def _send_libsystemd(message: str, address: str) -> None:
     # Imported lazily: systemd-python is an optional extra.
-    from systemd import daemon  # type: ignore[import-not-found]
+    from systemd import daemon  # type: ignore[import-not-found,unused-ignore]
 
     # libsystemd reads NOTIFY_SOCKET itself; `address` is only checked by the
     # caller.  unset_environment=False: later reloads must still be reported.
@@ -113,7 +112,7 @@ def _send_sdnotify(message: str, address: str) -> None:
 def _pick_backend(backend: Backend) -> tuple[str, Sender]:
     if backend in ("auto", "libsystemd"):
         try:
-            from systemd import daemon  # type: ignore[import-not-found]  # noqa: F401
+            from systemd import daemon  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
         except ImportError:
             if backend == "libsystemd":
                 raise
@@ -143,7 +142,7 @@ class SystemdNotifier:
             return False
         try:
             self._sender(message, address)
-        except (OSError, socket.error) as exc:
+        except OSError as exc:
             self.last_error = exc
             level = logging.DEBUG if self._warned else logging.WARNING
             self._warned = True

@@ -32,8 +32,10 @@ def failure_reason(result: CycleResult) -> str | None:
     if result.error:
         return result.error
     if result.failed_groups:
-        parts = [f"re-initialising [{g}] failed ({why}); [{g}] keeps its old configuration"
-                 for g, why in sorted(result.failed_groups.items())]
+        parts = [
+            f"re-initialising [{g}] failed ({why}); [{g}] keeps its old configuration"
+            for g, why in sorted(result.failed_groups.items())
+        ]
         if result.reinitialized:
             parts.append("re-initialised: " + ", ".join(result.reinitialized))
         return "; ".join(parts)

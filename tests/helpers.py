@@ -88,8 +88,15 @@ class NotifyListener:
 class RefDaemon:
     """The reference daemon as a real process with a real NOTIFY_SOCKET."""
 
-    def __init__(self, workdir: Path, config: str, *, eventlet: bool = False, startup_seconds: float = 0.0,
-                 prefix: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: str,
+        *,
+        eventlet: bool = False,
+        startup_seconds: float = 0.0,
+        prefix: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.config_file = workdir / "refdaemon.conf"
         self.config_file.write_text(config)
@@ -98,17 +105,28 @@ class RefDaemon:
         self.state_dir = workdir / "state"
         self.log_file = workdir / "refdaemon.log"
         self.notify = NotifyListener(str(workdir / "notify.sock"))
-        args = [*(prefix or []), sys.executable, str(REFDAEMON), "--config-file", str(self.config_file),
-                "--socket", str(self.socket_path), "--pidfile", str(self.pidfile),
-                "--state-dir", str(self.state_dir), "--log-file", str(self.log_file)]
+        args = [
+            *(prefix or []),
+            sys.executable,
+            str(REFDAEMON),
+            "--config-file",
+            str(self.config_file),
+            "--socket",
+            str(self.socket_path),
+            "--pidfile",
+            str(self.pidfile),
+            "--state-dir",
+            str(self.state_dir),
+            "--log-file",
+            str(self.log_file),
+        ]
         if eventlet:
             args.append("--eventlet")
         if startup_seconds:
             args += ["--startup-seconds", str(startup_seconds)]
         env = dict(os.environ, NOTIFY_SOCKET=self.notify.address, PYTHONUNBUFFERED="1")
         env.pop("RUNTIME_DIRECTORY", None)
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=workdir)
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=workdir)
 
     @property
     def pid(self) -> int:
@@ -145,9 +163,22 @@ class RefDaemon:
     def reload(self, timeout: float = 30.0, *extra: str) -> subprocess.CompletedProcess[str]:
         """`cinder-reload signal refdaemon --wait`, as ExecReload= runs it."""
         return subprocess.run(
-            [*CINDER_RELOAD, "signal", "refdaemon", "--pid", str(self.pid), "--wait",
-             "--timeout", str(timeout), "--state-dir", str(self.state_dir), *extra],
-            capture_output=True, text=True, timeout=timeout + 10,
+            [
+                *CINDER_RELOAD,
+                "signal",
+                "refdaemon",
+                "--pid",
+                str(self.pid),
+                "--wait",
+                "--timeout",
+                str(timeout),
+                "--state-dir",
+                str(self.state_dir),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
         )
 
     def edit(self, text: str) -> None:

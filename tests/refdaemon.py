@@ -45,8 +45,12 @@ DEFAULT_OPTS = [
     cfg.FloatOpt("op_seconds", default=0.0, min=0.0, mutable=True, help="time each request takes"),
     cfg.FloatOpt("reinit_seconds", default=0.0, min=0.0, mutable=True, help="time a re-initialisation takes"),
     cfg.FloatOpt("drain_timeout", default=30.0, min=0.1, help="seconds a reload may wait for requests"),
-    cfg.FloatOpt("drain_report_seconds", default=3.0, min=0.05,
-                 help="while draining, report (EXTEND_TIMEOUT_USEC, STATUS=) this often"),
+    cfg.FloatOpt(
+        "drain_report_seconds",
+        default=3.0,
+        min=0.05,
+        help="while draining, report (EXTEND_TIMEOUT_USEC, STATUS=) this often",
+    ),
 ]
 BACKEND_OPTS = [
     cfg.StrOpt("label", default="unset", help="what the backend answers"),
@@ -78,9 +82,14 @@ class Backend:
 class RefDaemon:
     def __init__(self, conf: cfg.ConfigOpts, socket_path: str, state_dir: str | None) -> None:
         self.conf = conf
-        self.engine = ReloadEngine("refdaemon", conf, state_dir=state_dir, handle_sigterm=True,
-                                   drain_timeout=conf.drain_timeout,
-                                   slow_drain_after=conf.drain_report_seconds)
+        self.engine = ReloadEngine(
+            "refdaemon",
+            conf,
+            state_dir=state_dir,
+            handle_sigterm=True,
+            drain_timeout=conf.drain_timeout,
+            slow_drain_after=conf.drain_report_seconds,
+        )
         self.backends = {name: Backend(conf, name, 0) for name in BACKENDS}
         for name in BACKENDS:
             self.engine.reinitializers.register(name, self._rebuild)
@@ -92,8 +101,13 @@ class RefDaemon:
         old = self.backends[change.group]
         new = Backend(self.conf, change.group, old.generation + 1)  # build first...
         self.backends[change.group] = new  # ...then swap
-        LOG.info("backend %s re-initialised: label %r -> %r (options: %s)",
-                 change.group, old.label, new.label, ", ".join(change.options))
+        LOG.info(
+            "backend %s re-initialised: label %r -> %r (options: %s)",
+            change.group,
+            old.label,
+            new.label,
+            ", ".join(change.options),
+        )
 
     def handle(self, client: socket.socket) -> None:
         with client:
@@ -150,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if ours.log_file:
         handlers.append(logging.FileHandler(ours.log_file))
-    logging.basicConfig(level=logging.DEBUG if conf.debug else logging.INFO, handlers=handlers,
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
-    conf.register_mutate_hook(
-        lambda c, fresh: logging.getLogger().setLevel(logging.DEBUG if c.debug else logging.INFO)
+    logging.basicConfig(
+        level=logging.DEBUG if conf.debug else logging.INFO,
+        handlers=handlers,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s",
     )
+    conf.register_mutate_hook(lambda c, fresh: logging.getLogger().setLevel(logging.DEBUG if c.debug else logging.INFO))
     if ours.pidfile:
         Path(ours.pidfile).write_text(f"{os.getpid()}\n")
     daemon = RefDaemon(conf, ours.socket, ours.state_dir)

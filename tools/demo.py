@@ -64,8 +64,16 @@ def main() -> int:
         print("backend1 still answers on the old config:", daemon.ask("backend1"))
 
         say("Checking a config before reloading, like nginx -t")
-        shell(*cli, "check", "refdaemon", "--options", "refdaemon:register_opts", "--",
-              "--config-file", str(daemon.config_file))
+        shell(
+            *cli,
+            "check",
+            "refdaemon",
+            "--options",
+            "refdaemon:register_opts",
+            "--",
+            "--config-file",
+            str(daemon.config_file),
+        )
     finally:
         daemon.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers import BASE_CONFIG, RefDaemon, wait_until
 
 pytestmark = pytest.mark.process
@@ -159,7 +158,10 @@ def test_reinit_failure_rolls_back_that_group_only(plain: RefDaemon) -> None:
     state = plain.state()
     assert state["reinitialized"] == ["backend2"]
     assert set(state["failed_groups"]) == {"backend1"}
-    assert {(c["group"], c["option"]) for c in state["not_applied"]} == {("backend1", "label"), ("backend1", "fail_reinit")}
+    assert {(c["group"], c["option"]) for c in state["not_applied"]} == {
+        ("backend1", "label"),
+        ("backend1", "fail_reinit"),
+    }
 
     # Fixing the file makes the next reload apply backend1's pending change:
     # the rolled-back values were really restored, so the diff sees it again.
@@ -208,9 +210,18 @@ def test_secrets_never_shown(plain: RefDaemon) -> None:
     plain.edit(BASE_CONFIG.replace("password = s3cr3t-two", "password n3w-s3cr3t-two"))
     broken = plain.reload()
     assert broken.returncode == 1 and "line not shown" in broken.stderr
-    everything = "".join([result.stdout, result.stderr, broken.stdout, broken.stderr, state_text,
-                          (plain.state_dir / "refdaemon.reload.json").read_text(), plain.output(),
-                          *plain.notify.raw])
+    everything = "".join(
+        [
+            result.stdout,
+            result.stderr,
+            broken.stdout,
+            broken.stderr,
+            state_text,
+            (plain.state_dir / "refdaemon.reload.json").read_text(),
+            plain.output(),
+            *plain.notify.raw,
+        ]
+    )
     for secret in ("s3cr3t-one", "n3w-s3cr3t-one", "s3cr3t-two", "n3w-s3cr3t-two"):
         assert secret not in everything
 
@@ -282,7 +293,9 @@ def test_drain_waits_for_in_flight_and_new_requests_wait_not_fail(tmp_path: Path
 
 
 def test_drain_timeout_aborts_cycle_and_reports(tmp_path: Path) -> None:
-    config = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 3").replace("drain_timeout = 10", "drain_timeout = 0.5")
+    config = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 3").replace(
+        "drain_timeout = 10", "drain_timeout = 0.5"
+    )
     d = RefDaemon(tmp_path, config)
     try:
         d.wait_ready()
@@ -293,7 +306,10 @@ def test_drain_timeout_aborts_cycle_and_reports(tmp_path: Path) -> None:
         result = d.reload()
 
         assert result.returncode == 1
-        assert "could not drain 'backend1' within 0.5s: 1 operation(s) still in flight; nothing was changed" in result.stderr
+        assert (
+            "could not drain 'backend1' within 0.5s: 1 operation(s) still in flight; nothing was changed"
+            in result.stderr
+        )
         held.join(10)
         assert replies == ["backend1 label=one generation=0 greeting=hello"]
         assert d.ask("backend1").startswith("backend1 label=one generation=0"), "gate reopened, old config kept"

@@ -12,8 +12,13 @@ GOOD = "[DEFAULT]\n[backend1]\nlabel = one\n"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CINDER_RELOAD, *args], capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [*CINDER_RELOAD, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_signal_to_a_dead_pid_is_lsb_not_running(tmp_path: Path) -> None:
@@ -34,10 +39,19 @@ def test_status_without_state(tmp_path: Path) -> None:
 
 
 def test_status_human_and_json(tmp_path: Path) -> None:
-    doc = {"service": "svc", "pid": 1, "generation": 4, "result": "failed", "message": "Reload failed: x",
-           "finished_at": "t", "duration_s": 0.1, "changed": [], "pending_restart": [
-               {"group": "DEFAULT", "option": "host", "old": "a", "new": "b", "applied": "restart"}],
-           "problems": ["f.conf: syntax error"], "reinitialized": []}
+    doc = {
+        "service": "svc",
+        "pid": 1,
+        "generation": 4,
+        "result": "failed",
+        "message": "Reload failed: x",
+        "finished_at": "t",
+        "duration_s": 0.1,
+        "changed": [],
+        "pending_restart": [{"group": "DEFAULT", "option": "host", "old": "a", "new": "b", "applied": "restart"}],
+        "problems": ["f.conf: syntax error"],
+        "reinitialized": [],
+    }
     (tmp_path / "svc.reload.json").write_text(json.dumps(doc))
     human = run("status", "svc", "--state-dir", str(tmp_path))
     assert human.returncode == 1
@@ -57,10 +71,13 @@ def test_check_good_and_bad(tmp_path: Path) -> None:
     assert "2 problem(s)" in bad.stderr
     assert "[backend1] port" in bad.stderr and "[DEFAULT] op_seconds" in bad.stderr
     conf.write_text("[backend1\n")
-    assert "syntax error" in run("check", "refdaemon", "--options", "refdaemon:register_opts", "--",
-                                 "--config-file", str(conf)).stderr
-    missing = run("check", "refdaemon", "--options", "refdaemon:register_opts", "--", "--config-file",
-                  str(tmp_path / "nope.conf"))
+    assert (
+        "syntax error"
+        in run("check", "refdaemon", "--options", "refdaemon:register_opts", "--", "--config-file", str(conf)).stderr
+    )
+    missing = run(
+        "check", "refdaemon", "--options", "refdaemon:register_opts", "--", "--config-file", str(tmp_path / "nope.conf")
+    )
     assert missing.returncode == 1 and "file not found" in missing.stderr
 
 

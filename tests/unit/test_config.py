@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from oslo_config import cfg
+from refdaemon import register_opts
 
 from cinder_reload.config import ConfigInvalid, load_candidate, snapshot
-from refdaemon import register_opts
 
 GOOD = "[DEFAULT]\ngreeting = hi\n[backend1]\nlabel = one\npassword = pw-one\n[backend2]\nlabel = two\n"
 
@@ -86,8 +86,9 @@ def test_config_dir_files_are_checked(tmp_path: Path) -> None:
     conf(["--config-file", str(main), "--config-dir", str(conf_dir)], default_config_files=[], default_config_dirs=[])
     assert conf.backend1.label == "from-dir"
     (conf_dir / "20-b.conf").write_text("")
-    assert problems(conf) == [f"{conf_dir / '20-b.conf'}: file is empty (no sections or options); "
-                              "refusing to reload from it"]
+    assert problems(conf) == [
+        f"{conf_dir / '20-b.conf'}: file is empty (no sections or options); refusing to reload from it"
+    ]
 
 
 def test_snapshot_reads_overrides_and_flags(tmp_path: Path) -> None:

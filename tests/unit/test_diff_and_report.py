@@ -49,14 +49,19 @@ def test_classification(changes: dict, expected: list) -> None:
 
 
 def test_restart_only_beats_mutable_and_reinit() -> None:
-    diff = diff_values(OLD, new(DEFAULT__debug=True, lvm__volume_group="x"), reinit_groups={"lvm"},
-                       restart_only={("DEFAULT", "debug"), ("lvm", "volume_group")})
+    diff = diff_values(
+        OLD,
+        new(DEFAULT__debug=True, lvm__volume_group="x"),
+        reinit_groups={"lvm"},
+        restart_only={("DEFAULT", "debug"), ("lvm", "volume_group")},
+    )
     assert {c.kind for c in diff.changes} == {ChangeKind.RESTART}
 
 
 def test_secrets_are_masked_everywhere() -> None:
-    diff = diff_values(OLD, new(lvm__san_password="pw2", DEFAULT__transport_url="rabbit://user:pw3@x"),
-                       reinit_groups={"lvm"})
+    diff = diff_values(
+        OLD, new(lvm__san_password="pw2", DEFAULT__transport_url="rabbit://user:pw3@x"), reinit_groups={"lvm"}
+    )
     rendered = json.dumps(diff.as_list()) + repr(diff) + diff.summary() + "".join(repr(c) for c in diff.changes)
     for secret in ("pw1", "pw2", "rabbit://a", "pw3"):
         assert secret not in rendered
@@ -69,15 +74,17 @@ def test_mask_text_replaces_longest_first() -> None:
 
 
 def result_with(**kwargs: object) -> CycleResult:
-    diff = diff_values(OLD, new(DEFAULT__debug=True, lvm__volume_group="vg2", DEFAULT__host="h2"),
-                       reinit_groups={"lvm"})
+    diff = diff_values(
+        OLD, new(DEFAULT__debug=True, lvm__volume_group="vg2", DEFAULT__host="h2"), reinit_groups={"lvm"}
+    )
     return CycleResult(diff=diff, **kwargs)
 
 
 def test_status_line_ok() -> None:
     line = status_line(result_with(reinitialized=["lvm"]), 3)
-    assert line == ("Reload #3 ok: 3 changed: 1 live, 1 reinit, 1 restart; re-initialised lvm; "
-                    "pending restart: DEFAULT.host")
+    assert line == (
+        "Reload #3 ok: 3 changed: 1 live, 1 reinit, 1 restart; re-initialised lvm; pending restart: DEFAULT.host"
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,10 +107,26 @@ def test_status_line_is_bounded() -> None:
 
 def test_report_fields_and_applied_split() -> None:
     result = result_with(failed_groups={"lvm": "RuntimeError: boom"})
-    doc = build_report(service="cinder-volume", pid=1, generation=2, result=result, started_at="t0",
-                       finished_at="t1", started_monotonic=1.0, duration=0.5)
-    for key in ("generation", "result", "message", "started_at", "finished_at", "changed", "reinitialized",
-                "pending_restart"):
+    doc = build_report(
+        service="cinder-volume",
+        pid=1,
+        generation=2,
+        result=result,
+        started_at="t0",
+        finished_at="t1",
+        started_monotonic=1.0,
+        duration=0.5,
+    )
+    for key in (
+        "generation",
+        "result",
+        "message",
+        "started_at",
+        "finished_at",
+        "changed",
+        "reinitialized",
+        "pending_restart",
+    ):
         assert key in doc
     assert doc["result"] == "failed"
     assert [c["option"] for c in doc["changed"]] == ["debug"]

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import NotifyListener, wait_until
 from oslo_config import cfg
+from refdaemon import register_opts
 
 from cinder_reload import GroupChange, Phase, ReloadEngine
 from cinder_reload.phases import IllegalTransition, PhaseMachine
 from cinder_reload.state import read_state, runtime_dir, state_path, write_state
-from helpers import NotifyListener, wait_until
-from refdaemon import register_opts
 
 GOOD = "[DEFAULT]\n[backend1]\nlabel = one\n[backend2]\nlabel = two\n"
 
@@ -28,7 +28,9 @@ class RecordingSink:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ReloadEngine, Path, NotifyListener, RecordingSink]]:
+def setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[ReloadEngine, Path, NotifyListener, RecordingSink]]:
     listener = NotifyListener(str(tmp_path / "notify.sock"))
     monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
     path = tmp_path / "svc.conf"
@@ -76,7 +78,10 @@ def test_events_and_notify_for_each_cycle(setup) -> None:
     path.write_text(GOOD)
     engine.run_cycle()
     assert [e for e, _ in sink.events] == [
-        "volume.reload.start", "volume.reload.error", "volume.reload.start", "volume.reload.end",
+        "volume.reload.start",
+        "volume.reload.error",
+        "volume.reload.start",
+        "volume.reload.end",
     ]
     assert sink.events[1][1]["result"] == "failed" and sink.events[3][1]["generation"] == 2
     listener.wait_for(lambda m: m.get("STATUS", "").startswith("Reload #2 ok"))

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import NotifyListener
 
 from cinder_reload.notify import SystemdNotifier, build_message, monotonic_usec
-from helpers import NotifyListener
 
 BACKENDS = ["libsystemd", "sdnotify"]
 
@@ -48,7 +48,9 @@ def test_build_message_rejects_nonsense(fields: dict) -> None:
 
 
 @pytest.fixture(params=["path", "abstract"])
-def listener(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
+def listener(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[NotifyListener]:
     address = str(tmp_path / "notify.sock") if request.param == "path" else f"@cinder-reload-test-{uuid.uuid4().hex}"
     receiver = NotifyListener(address)
     monkeypatch.setenv("NOTIFY_SOCKET", address)
@@ -73,8 +75,9 @@ def test_send_reaches_a_real_socket_and_keeps_notify_socket(listener: NotifyList
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_no_manager_is_a_quiet_no_op(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                     backend: str) -> None:
+def test_no_manager_is_a_quiet_no_op(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, backend: str
+) -> None:
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     with caplog.at_level(logging.DEBUG):
         assert SystemdNotifier(backend).ready("x") is False
@@ -82,8 +85,9 @@ def test_no_manager_is_a_quiet_no_op(monkeypatch: pytest.MonkeyPatch, caplog: py
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_send_failure_warns_once_and_is_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      caplog: pytest.LogCaptureFixture, backend: str) -> None:
+def test_send_failure_warns_once_and_is_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, backend: str
+) -> None:
     gone = tmp_path / "manager-went-away.sock"
     monkeypatch.setenv("NOTIFY_SOCKET", str(gone))
     notifier = SystemdNotifier(backend)

@@ -55,7 +55,9 @@ class DrainGate:
     def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self._clock = clock
-        self._cond = threading.Condition()
+        # A plain Lock, not the default RLock: nothing re-enters, and the hot
+        # path (one acquire on entry, one on exit) is measurably cheaper.
+        self._cond = threading.Condition(threading.Lock())
         self._in_flight = 0
         self._closed = False
         #: How long each operation that met a closed gate waited (the most

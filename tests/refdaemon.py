@@ -112,6 +112,13 @@ class RefDaemon:
     def handle(self, client: socket.socket) -> None:
         with client:
             name = client.makefile("r").readline().strip()
+            if name == "waits":  # operations that waited on a reload, per scope: count and seconds
+                parts = []
+                for b in BACKENDS:
+                    waits = list(self.engine.gates.scope(b).waits)
+                    parts.append(f"{b}={len(waits)}:{','.join(f'{w:.6f}' for w in waits)}")
+                client.sendall((" ".join(parts) + "\n").encode())
+                return
             if name == "stats":  # in-flight operations per drain scope, for tests
                 counts = " ".join(f"{b}={self.engine.gates.scope(b).in_flight}" for b in BACKENDS)
                 client.sendall(f"{counts}\n".encode())

@@ -25,8 +25,7 @@ import collections
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 __all__ = ["DrainAborted", "DrainGate", "DrainGates", "DrainTimeout"]
@@ -72,9 +71,24 @@ class DrainGate:
     def closed(self) -> bool:
         return self._closed
 
-    @contextmanager
-    def operation(self) -> Iterator[None]:
+    def operation(self) -> _Operation:
         """Run one operation: wait while the gate is closed, count it in flight."""
+        return _Operation(self)
+
+    def track(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorator form of :meth:`operation`."""
+
+        @functools.wraps(func)
+        def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
+            self._enter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._exit()
+
+        return tracked
+
+    def _enter(self) -> None:
         with self._cond:
             if self._closed:
                 started = self._clock()
@@ -82,23 +96,12 @@ class DrainGate:
                     self._cond.wait()
                 self.waits.append(self._clock() - started)
             self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._cond.notify_all()
 
-    def track(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Decorator form of :meth:`operation`."""
-
-        @functools.wraps(func)
-        def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
-            with self.operation():
-                return func(*args, **kwargs)
-
-        return tracked
+    def _exit(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._cond.notify_all()
 
     def close(self) -> None:
         """Stop admitting operations; new ones wait until :meth:`open`."""
@@ -133,6 +136,22 @@ class DrainGate:
                 if remaining <= 0:
                     raise DrainTimeout(self.name, self._in_flight, 0.0)
                 self._cond.wait(min(remaining, poll))
+
+
+class _Operation:
+    """``with gate.operation():`` - a plain class, not a generator-based
+    context manager: it runs around every RPC, and this halves its cost."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: DrainGate) -> None:
+        self._gate = gate
+
+    def __enter__(self) -> None:
+        self._gate._enter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._gate._exit()
 
 
 class DrainGates:

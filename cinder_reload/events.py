@@ -35,12 +35,27 @@ class LoggingEvents:
 class OsloMessagingEvents:
     """Sends events through oslo.messaging on the service's own transport."""
 
-    def __init__(self, transport: Any, publisher_id: str, topics: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        publisher_id: str,
+        topics: Sequence[str] | None = None,
+        driver: str | None = None,
+        retry: int = 1,
+    ) -> None:
         import oslo_messaging  # optional: only services with a transport use it
 
-        kwargs: dict[str, Any] = {"publisher_id": publisher_id}
+        # topics and driver default to the service's own
+        # [oslo_messaging_notifications] settings: an operator who disabled
+        # notifications (driver = noop) gets none from reloads either.
+        # retry: oslo.messaging's default (None) retries forever, which would
+        # wedge the reload loop while the broker is down; a lost reload event
+        # is logged by emit_all() instead.
+        kwargs: dict[str, Any] = {"publisher_id": publisher_id, "retry": retry}
         if topics is not None:
             kwargs["topics"] = list(topics)
+        if driver is not None:
+            kwargs["driver"] = driver
         self._notifier = oslo_messaging.Notifier(transport, **kwargs)
 
     def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:

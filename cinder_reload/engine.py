@@ -179,6 +179,11 @@ class ReloadEngine:
     # -- one cycle -------------------------------------------------------------
     def run_cycle(self) -> dict[str, Any]:
         """Run one cycle now, in this thread; return the state document."""
+        if self.machine.phase is not Phase.IDLE:
+            # Before ready() the service has nothing to reconfigure yet (the
+            # loop keeps the request for later); during a cycle or a stop,
+            # a second cycle would interleave with it.
+            raise RuntimeError(f"cannot reload while {self.machine.phase.value}")
         generation = self.generation + 1
         started = self._clock()
         started_monotonic = monotonic_usec() / 1e6

@@ -114,6 +114,13 @@ def test_reload_requested_before_ready_runs_after_ready(setup) -> None:
     assert engine.phase is Phase.STOPPED
 
 
+def test_run_cycle_refused_before_ready(setup) -> None:
+    engine, _, listener, _ = setup
+    with pytest.raises(RuntimeError, match="cannot reload while starting"):
+        engine.run_cycle()
+    assert engine.phase is Phase.STARTING and listener.messages == []
+
+
 def test_loop_thread_stops_on_request(setup) -> None:
     engine, _, listener, _ = setup
     thread = engine.start()

@@ -29,6 +29,7 @@ from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey, diff_values
 from .drain import DrainAborted, DrainGates, DrainTimeout
 from .phases import Phase
 from .reinit import GroupChange, ReinitRegistry
+from .workers import WorkerResult
 
 __all__ = ["CycleResult", "ReloadCycle"]
 
@@ -43,10 +44,27 @@ class CycleResult:
     failed_groups: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # a cycle-level failure (invalid config, drain timeout, ...)
     aborted: bool = False  # the service began stopping mid-cycle
+    #: One result per worker process, when the changes are carried out by workers.
+    workers: list[WorkerResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.failed_groups and not self.aborted
+        return (
+            self.error is None
+            and not self.failed_groups
+            and not self.aborted
+            and all(w.ok for w in self.workers)
+        )
+
+    def merge_workers(self, results: list[WorkerResult]) -> None:
+        """Take the workers' results in: their groups count as this cycle's."""
+        self.workers = list(results)
+        for worker in results:
+            for group in worker.reinitialized:
+                if group not in self.reinitialized:
+                    self.reinitialized.append(group)
+            for group, why in worker.failed_groups.items():
+                self.failed_groups.setdefault(group, why)
 
     @property
     def pending_restart(self) -> tuple[OptionChange, ...]:
@@ -76,6 +94,13 @@ class ReloadCycle:
     should_abort: Callable[[], bool] = lambda: False
     on_slow_drain: Callable[[float, dict[str, int]], None] | None = None
     slow_drain_after: float = 3.0
+    #: Groups re-initialised by other processes (the workers of a main
+    #: process): their changes are classified ``reinit``, but this cycle
+    #: neither drains nor re-initialises them.
+    delegated: Collection[str] = ()
+    #: Groups that are none of this process's business (a sibling worker's
+    #: backend): validated like everything else, left out of the diff.
+    ignored: Collection[str] = ()
 
     def run(self) -> CycleResult:
         result = CycleResult()
@@ -87,7 +112,7 @@ class ReloadCycle:
             result.error = "invalid configuration: " + "; ".join(str(p) for p in exc.problems)
             return result
         result.diff = self.plan(candidate)
-        reinit_groups = result.diff.groups(ChangeKind.REINIT)
+        reinit_groups = [g for g in result.diff.groups(ChangeKind.REINIT) if g not in self.delegated]
         if self.should_abort():
             result.aborted = True
             return result
@@ -129,11 +154,19 @@ class ReloadCycle:
     # -- steps ---------------------------------------------------------------
     def validate(self) -> cfg.ConfigOpts:
         """Parse the files into a scratch ConfigOpts; raise ConfigInvalid."""
-        return load_candidate(self.conf, required_sections=self.registry.groups())
+        return load_candidate(self.conf, required_sections=self.registry.groups() | frozenset(self.delegated))
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
         """What changed, and how each change will take effect."""
-        return diff_values(snapshot(self.conf), snapshot(candidate), self.registry.groups(), self.restart_only)
+        diff = diff_values(
+            snapshot(self.conf),
+            snapshot(candidate),
+            self.registry.groups() | frozenset(self.delegated),
+            self.restart_only,
+        )
+        if self.ignored:
+            diff = ConfigDiff(tuple(c for c in diff.changes if c.group not in self.ignored))
+        return diff
 
     def apply_live(self, diff: ConfigDiff) -> None:
         """Mutable options through oslo.config; restart-only ones pinned back."""

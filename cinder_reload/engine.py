@@ -45,6 +45,7 @@ from .reinit import ReinitRegistry
 from .report import build_report, failure_reason, status_line
 from .signals import SignalInbox
 from .state import runtime_dir, state_path, write_state
+from .workers import Workers
 
 __all__ = ["ReloadEngine"]
 
@@ -73,6 +74,9 @@ class ReloadEngine:
         handle_sigterm: bool = False,
         slow_drain_after: float = 3.0,
         event_prefix: str | None = None,
+        workers: Workers | None = None,
+        worker_timeout: float | None = None,
+        ignored_groups: Collection[str] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -87,6 +91,12 @@ class ReloadEngine:
         self.restart_only = frozenset(restart_only)
         self.slow_drain_after = slow_drain_after
         self.event_prefix = event_prefix or service
+        #: A main process's workers: after this process's own cycle succeeded
+        #: (the files are valid), each worker runs its cycle and the report
+        #: sums them up.  See workers.py.
+        self.workers = workers
+        self.worker_timeout = worker_timeout if worker_timeout is not None else drain_timeout + 60.0
+        self.ignored_groups = frozenset(ignored_groups)
         self._clock = clock
         self._wall_clock = wall_clock
         self.inbox = SignalInbox((signal.SIGHUP, signal.SIGTERM) if handle_sigterm else (signal.SIGHUP,))
@@ -212,9 +222,15 @@ class ReloadEngine:
             should_abort=self._stopping,
             on_slow_drain=self._on_slow_drain,
             slow_drain_after=self.slow_drain_after,
+            delegated=self.workers.groups() if self.workers is not None else (),
+            ignored=self.ignored_groups,
         )
         try:
             result = cycle.run()
+            if self.workers is not None and result.error is None and not result.aborted:
+                # Only a configuration this process accepted reaches a worker.
+                LOG.info("reload #%d: valid here, reloading the workers", generation)
+                result.merge_workers(self.workers.reload(generation, self.worker_timeout))
         except Exception as exc:  # a bug must not take the service down with it
             LOG.exception("reload #%d: internal error", generation)
             result = CycleResult(error=f"internal error: {type(exc).__name__}: {exc}")

@@ -5,6 +5,10 @@ lives in :class:`SystemdNotifier`.  The sender prefers libsystemd's own
 ``sd_notify`` (systemd-python) and falls back to the pure-Python ``sdnotify``
 package, so a host without libsystemd headers still reports honestly.
 
+``backend="socket"`` sends a plain datagram to the address taken from the
+``environ`` the notifier was given, for services that hide ``NOTIFY_SOCKET``
+from the rest of the process (see cinder_reload/cinder/).
+
 Contract, after python-systemd's ``daemon.notify``: :meth:`SystemdNotifier.send`
 returns True when the datagram went out and False when there is no manager to
 tell (no ``NOTIFY_SOCKET``).  A real failure is not swallowed: the first one is
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Literal
@@ -28,7 +33,7 @@ __all__ = ["Backend", "SystemdNotifier", "build_message", "monotonic_usec"]
 
 LOG = logging.getLogger(__name__)
 
-Backend = Literal["auto", "libsystemd", "sdnotify"]
+Backend = Literal["auto", "libsystemd", "sdnotify", "socket"]
 
 
 def monotonic_usec() -> int:
@@ -109,7 +114,19 @@ def _send_sdnotify(message: str, address: str) -> None:
     notifier.socket.close()
 
 
+def _send_socket(message: str, address: str) -> None:
+    # The one sender that uses the address it is given rather than the
+    # process environment: a service that must hide NOTIFY_SOCKET from a
+    # library (oslo.service's notify_once() sends READY=1 too early and then
+    # deletes the variable) keeps the address to itself and sends here.
+    target = "\0" + address[1:] if address.startswith("@") else address
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode("latin-1", "replace"), target)
+
+
 def _pick_backend(backend: Backend) -> tuple[str, Sender]:
+    if backend == "socket":
+        return "socket", _send_socket
     if backend in ("auto", "libsystemd"):
         try:
             from systemd import daemon  # type: ignore[import-not-found,unused-ignore]  # noqa: F401

@@ -31,6 +31,14 @@ def failure_reason(result: CycleResult) -> str | None:
         return "aborted because the service is stopping; the running configuration is unchanged"
     if result.error:
         return result.error
+    failed_workers = [w for w in result.workers if not w.ok]
+    if failed_workers:
+        parts = [f"{w.name} (pid {w.pid}): {w.message.removeprefix(STATUS_FAILED_PREFIX)}" for w in failed_workers]
+        ok = [w.name for w in result.workers if w.ok]
+        text = f"{len(failed_workers)} of {len(result.workers)} workers failed: " + "; ".join(parts)
+        if ok:
+            text += "; ok: " + ", ".join(ok)
+        return text
     if result.failed_groups:
         parts = [
             f"re-initialising [{g}] failed ({why}); [{g}] keeps its old configuration"
@@ -52,6 +60,8 @@ def status_line(result: CycleResult, generation: int) -> str:
         text = f"Reload #{generation} ok: {result.diff.summary()}"
         if result.reinitialized:
             text += "; re-initialised " + ", ".join(result.reinitialized)
+        if result.workers:
+            text += f"; {len(result.workers)}/{len(result.workers)} workers ok"
     if pending:
         text += "; pending restart: " + ", ".join(pending)
     return text if len(text) <= STATUS_MAX else text[: STATUS_MAX - 3] + "..."
@@ -91,6 +101,7 @@ def build_report(
         "failed_groups": {g: mask_text(why, secrets) for g, why in sorted(result.failed_groups.items())},
         "pending_restart": [c.as_dict() for c in result.pending_restart],
         "problems": [mask_text(str(p), secrets) for p in result.problems],
+        "workers": [w.as_dict() for w in result.workers],
         "phase": "idle",
         "in_progress": None,
     }

@@ -62,6 +62,9 @@ class DrainGate:
         #: How long each operation that met a closed gate waited (the most
         #: recent ones), so a reload's cost to its users is measured, not guessed.
         self.waits: collections.deque[float] = collections.deque(maxlen=4096)
+        #: How many operations ever met this gate closed; counted on arrival, so
+        #: a report written while they still wait already includes them.
+        self.waited = 0
 
     @property
     def in_flight(self) -> int:
@@ -91,6 +94,7 @@ class DrainGate:
     def _enter(self) -> None:
         with self._cond:
             if self._closed:
+                self.waited += 1
                 started = self._clock()
                 while self._closed:
                     self._cond.wait()
@@ -172,6 +176,17 @@ class DrainGates:
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._gates)
+
+    def wait_stats(self, recent: int = 256) -> dict[str, dict[str, object]]:
+        """Per scope: how many operations waited on a closed gate (``waited``,
+        since start) and the last ``recent`` wait durations in seconds, for the
+        state file: a reload's cost to its users, readable from outside."""
+        with self._lock:
+            gates = list(self._gates.values())
+        return {
+            gate.name: {"waited": gate.waited, "recent_s": [round(w, 6) for w in list(gate.waits)[-recent:]]}
+            for gate in sorted(gates, key=lambda g: g.name)
+        }
 
     def drain(
         self,

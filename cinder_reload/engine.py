@@ -143,6 +143,7 @@ class ReloadEngine:
                 "problems": [],
                 "phase": "idle",
                 "in_progress": None,
+                "waits": self.gates.wait_stats(),
             }
         )
         self.notifier.ready(status)
@@ -247,6 +248,7 @@ class ReloadEngine:
             started_monotonic=started_monotonic,
             duration=self._clock() - started,
             secrets=secrets,
+            extra={"waits": self.gates.wait_stats()},
         )
         self.last_report = report
         with self._lock:

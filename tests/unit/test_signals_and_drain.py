@@ -169,3 +169,22 @@ def test_slow_drain_is_reported_periodically() -> None:
     gates.drain(["b1"], timeout=5, on_slow=lambda t, n: reports.append((t, n)), slow_after=0.1)[0].open()
     assert len(reports) >= 2
     assert reports[0][1] == {"b1": 1}
+
+
+def test_wait_stats_count_waiters_on_arrival_per_scope() -> None:
+    gates = DrainGates()
+    gates.scope("b2")
+    gates.drain(["b1"], timeout=1)
+    waiter = threading.Thread(target=lambda: gates.scope("b1").track(lambda: None)())
+    waiter.start()
+    # Counted while it still waits: a state file written before the gate
+    # reopens (the end of a cycle) already includes it.
+    deadline = time.monotonic() + 5
+    while gates.wait_stats()["b1"]["waited"] != 1:
+        assert time.monotonic() < deadline, "the waiting operation was never counted"
+        time.sleep(0.01)
+    gates.scope("b1").open()
+    waiter.join(5)
+    stats = gates.wait_stats()
+    assert stats["b2"] == {"waited": 0, "recent_s": []}
+    assert stats["b1"]["waited"] == 1 and len(stats["b1"]["recent_s"]) == 1

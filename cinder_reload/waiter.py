@@ -16,8 +16,10 @@ from __future__ import annotations
 import enum
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +99,51 @@ def signal_and_wait(
         return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
     if not wait:
         return WaitResult(Outcome.OK, f"sent SIGHUP to {pid}")
+    with _sigterm_stops_waiting() as terminated:
+        return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated)
+
+
+@contextmanager
+def _sigterm_stops_waiting() -> Iterator[list[int]]:
+    """While waiting, SIGTERM ends the wait with exit status 0.
+
+    systemd sends SIGTERM to ``ExecReload=`` when it cancels the reload job
+    (``systemctl stop`` during a reload) or when the reload outlived
+    ``TimeoutStartSec=`` (then it has already marked the reload failed).  A
+    control process killed by SIGTERM counts as a failure of the unit
+    (systemd's is_clean_exit(EXIT_CLEAN_COMMAND)): a stop during a reload
+    left the service ``failed`` with ``Result=signal`` on systemd 252 although
+    the daemon itself exited cleanly.  Seen with the issue-4 harness.
+    """
+    terminated: list[int] = []  # the handler only records (no locks: it runs between bytecodes)
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait(
+    pid: int,
+    state_file: Path,
+    generation: int,
+    sent: float,
+    timeout: float,
+    poll: float,
+    progress: Callable[[dict[str, Any] | None, float], None] | None,
+    terminated: list[int],
+) -> WaitResult:
     deadline = sent + timeout
     while True:
+        if terminated:
+            return WaitResult(
+                Outcome.OK,
+                f"stopped waiting for the reload of pid {pid}: SIGTERM (the service manager cancelled "
+                "the reload job); the service finishes the cycle on its own",
+            )
         doc = read_state(state_file)
         if _finished_after(doc, pid, generation, sent):
             assert doc is not None

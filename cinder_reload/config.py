@@ -116,8 +116,15 @@ def _check_file(path: str) -> ConfigProblem | None:
     return None
 
 
-def _scratch_like(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+def _option_info(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> dict[str, Any]:
+    table = conf._opts if reg.group == DEFAULT_GROUP else conf._groups[reg.group]._opts
+    info: dict[str, Any] = table.get(reg.opt.dest, {})
+    return info
+
+
+def _scratch_like(conf: cfg.ConfigOpts, not_overridden: Collection[OptKey] = ()) -> cfg.ConfigOpts:
     scratch = cfg.ConfigOpts()
+    programmatic: list[tuple[RegisteredOpt, str, Any]] = []
     for reg in registered_options(conf):
         if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
             # A new OptGroup, not the running one: register_group() makes a
@@ -129,6 +136,22 @@ def _scratch_like(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
             scratch.register_cli_opt(reg.opt, group=group)
         else:
             scratch.register_opt(reg.opt, group=group)
+        # What the service set in code (set_default(), set_override()) is part
+        # of its configuration as much as the files: cinder gives every
+        # backend section's options a default of None, for one.  Left out, each
+        # would look changed.  Overrides the reload itself set are not copied:
+        # the files decide those.
+        info = _option_info(conf, reg)
+        if "default" in info:
+            programmatic.append((reg, "default", info["default"]))
+        if "override" in info and reg.key not in not_overridden:
+            programmatic.append((reg, "override", info["override"]))
+    for reg, kind, value in programmatic:
+        group = None if reg.group == DEFAULT_GROUP else reg.group
+        if kind == "default":
+            scratch.set_default(reg.opt.dest, value, group=group)
+        else:
+            scratch.set_override(reg.opt.dest, value, group=group)
     return scratch
 
 
@@ -147,6 +170,7 @@ def load_candidate(
     *,
     args: Sequence[str] | None = None,
     required_sections: Collection[str] = (),
+    not_overridden: Collection[OptKey] = (),
 ) -> cfg.ConfigOpts:
     """Parse the configuration again into a scratch object and validate it.
 
@@ -155,9 +179,11 @@ def load_candidate(
     empty or malformed files, missing required options, values that fail their
     type (mutable ones included), and ``required_sections`` (groups the
     service has live objects for) that are gone from the files.
+    ``not_overridden`` names options whose ``set_override()`` on ``conf`` is
+    the reload's own doing: the candidate takes their value from the files.
     """
     call_args = list(conf._args or []) if args is None else list(args)
-    scratch = _scratch_like(conf)
+    scratch = _scratch_like(conf, not_overridden)
     files = config_files(conf) if args is None else []
     problems = [p for p in map(_check_file, files) if p]
     if problems:

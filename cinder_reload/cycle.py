@@ -154,7 +154,11 @@ class ReloadCycle:
     # -- steps ---------------------------------------------------------------
     def validate(self) -> cfg.ConfigOpts:
         """Parse the files into a scratch ConfigOpts; raise ConfigInvalid."""
-        return load_candidate(self.conf, required_sections=self.registry.groups() | frozenset(self.delegated))
+        return load_candidate(
+            self.conf,
+            required_sections=self.registry.groups() | frozenset(self.delegated),
+            not_overridden=self.overrides.keys(),
+        )
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
         """What changed, and how each change will take effect."""

@@ -118,7 +118,7 @@ def _check_file(path: str) -> ConfigProblem | None:
 
 def _option_info(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> dict[str, Any]:
     table = conf._opts if reg.group == DEFAULT_GROUP else conf._groups[reg.group]._opts
-    info: dict[str, Any] = table.get(reg.opt.dest, {})
+    info: dict[str, Any] = dict(table.get(reg.opt.dest) or {})
     return info
 
 

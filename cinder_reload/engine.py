@@ -36,7 +36,7 @@ from oslo_config import cfg
 from .apply import Overrides
 from .config import snapshot
 from .cycle import CycleResult, ReloadCycle
-from .diff import OptKey, mask_text
+from .diff import ChangeKind, OptKey, mask_text
 from .drain import DrainGates
 from .events import EventSink, LoggingEvents, emit_all
 from .notify import SystemdNotifier, monotonic_usec
@@ -232,6 +232,14 @@ class ReloadEngine:
                 # Only a configuration this process accepted reaches a worker.
                 LOG.info("reload #%d: valid here, reloading the workers", generation)
                 result.merge_workers(self.workers.reload(generation, self.worker_timeout))
+                # This process now runs with the workers' new values too, so
+                # the next cycle compares the files against what is in effect.
+                delegated = frozenset(self.workers.groups())
+                self.overrides.set(
+                    c
+                    for c in result.diff.of_kind(ChangeKind.REINIT)
+                    if c.group in delegated and c.group in result.reinitialized
+                )
         except Exception as exc:  # a bug must not take the service down with it
             LOG.exception("reload #%d: internal error", generation)
             result = CycleResult(error=f"internal error: {type(exc).__name__}: {exc}")

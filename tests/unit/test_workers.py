@@ -95,8 +95,11 @@ def test_main_process_validates_then_collects_every_worker(tmp_path: Path) -> No
         assert [w["worker"] for w in report["workers"]] == ["b1"]
         assert worker.rebuilt == ["uno"]
         assert main_conf.debug is True and worker_conf.debug is True
-        # The main process did not re-initialise b1 itself: its copy is untouched.
-        assert main_conf.b1.label == "one"
+        # The main process did not re-initialise b1 itself, but it now reports
+        # the value in effect, so the next cycle finds nothing changed.
+        assert main_conf.b1.label == "uno"
+        report = main.run_cycle()
+        assert report["result"] == "ok" and report["changed"] == [] and report["reinitialized"] == []
 
         # A broken file: the main process fails, the worker is never signalled.
         generation = worker.engine.generation
@@ -152,6 +155,6 @@ def test_worker_timeout_is_reported_not_waited_for(tmp_path: Path) -> None:
             "b1",
             os.getpid(),
             False,
-            "worker b1 (pid %d) did not finish its reload within 0.3s (phase: idle)" % os.getpid(),
+            f"worker b1 (pid {os.getpid()}) did not finish its reload within 0.3s (phase: idle)",
         )
     ]

@@ -1,0 +1,236 @@
+"""oslo.service launchers with the reload engine plugged in.
+
+cinder builds its launchers through two factories in ``cinder.service``:
+``process_launcher()`` (cinder-volume, -backup, -api) and ``serve()``
+(cinder-scheduler).  :func:`install` points those two names at the
+subclasses below before cinder's own ``main()`` runs; that is the only seam.
+
+What the subclasses change, and why:
+
+* **SIGHUP**: oslo.service's handler calls ``mutate_config_files()`` in the
+  main process (which raises on a broken file and takes the service down,
+  ../shared/notes/baseline.md) and SIGHUPs every child.  After oslo.service
+  installs its handlers (``handle_signal()``, a public method called again at
+  every turn of its loop) SIGHUP is given back to the engine's inbox.
+* **READY=1**: ``systemd.notify_once()`` sends READY=1 before a single
+  backend is up and then deletes ``NOTIFY_SOCKET``, so no reload can ever be
+  reported.  ``cinder-reload run`` takes ``NOTIFY_SOCKET`` out of the
+  environment before cinder starts (notify_once() finds nothing; children do
+  not inherit it) and the engine sends READY=1 itself once every worker is
+  ready.
+* **workers**: each service handed to ``launch_service()`` is wrapped; in the
+  forked child the wrapper starts the worker's own engine around cinder's
+  ``Service.start()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oslo_config import cfg
+from oslo_service.backend.base import ServiceBase
+
+from ..diff import OptKey
+from ..engine import ReloadEngine
+from ..events import EventSink, OsloMessagingEvents
+from ..notify import SystemdNotifier
+from ..workers import SignalledWorkers, worker_service_name
+
+__all__ = ["Integration", "WorkerService", "install"]
+
+LOG = logging.getLogger(__name__)
+
+#: Builds the re-initialisers of one worker: (engine, wrapped cinder service) -> None.
+WorkerSetup = Callable[[ReloadEngine, Any], None]
+
+
+@dataclass
+class Integration:
+    """Everything the launchers need to know about the service they run."""
+
+    service: str  # "cinder-volume"
+    conf: cfg.ConfigOpts
+    notify_address: str | None
+    state_dir: Path
+    restart_only: frozenset[OptKey] = frozenset()
+    #: Groups a worker re-initialises, by worker name (cinder-volume: backend -> [backend]).
+    worker_groups: Mapping[str, list[str]] = field(default_factory=dict)
+    worker_setup: WorkerSetup | None = None
+    #: Called once cinder has parsed its configuration, before the launcher is built.
+    prepare: Callable[[Integration], None] | None = None
+    publisher: str = "volume"
+
+    @property
+    def drain_timeout(self) -> float:
+        return float(self.conf.reload.drain_timeout)
+
+    @property
+    def worker_timeout(self) -> float:
+        return float(self.conf.reload.worker_timeout)
+
+    def notifier(self) -> SystemdNotifier:
+        environ = {"NOTIFY_SOCKET": self.notify_address} if self.notify_address else {}
+        return SystemdNotifier("socket", environ=environ)
+
+    def events(self) -> list[EventSink]:
+        """Reload events on the service's own notification transport, if it has one."""
+        try:
+            from cinder import rpc
+
+            transport = rpc.NOTIFICATION_TRANSPORT
+        except ImportError:
+            return []
+        if transport is None:
+            return []
+        return [OsloMessagingEvents(transport, publisher_id=f"{self.publisher}.{self.conf.host}")]
+
+    def all_worker_groups(self) -> set[str]:
+        return {g for groups in self.worker_groups.values() for g in groups}
+
+    def worker_engine(self, name: str, inner: Any) -> ReloadEngine:
+        """The engine of one worker process (called in the child, after fork)."""
+        own = set(self.worker_groups.get(name, ()))
+        engine = ReloadEngine(
+            worker_service_name(self.service, name),
+            self.conf,
+            # Workers never talk to the service manager: the main process
+            # sends the one READY=1 that sums them all up.
+            notifier=SystemdNotifier(environ={}),
+            state_dir=self.state_dir,
+            restart_only=self.restart_only,
+            drain_timeout=self.drain_timeout,
+            ignored_groups=self.all_worker_groups() - own,
+        )
+        if self.worker_setup is not None:
+            self.worker_setup(engine, inner)
+        return engine
+
+
+def take_sighup(engine: ReloadEngine) -> None:
+    """Give SIGHUP to the engine's inbox (after oslo.service took it)."""
+    signal.signal(signal.SIGHUP, engine.inbox.handler)
+
+
+class WorkerService(ServiceBase):  # type: ignore[misc]
+    """Wraps one cinder service; in the child process, runs its reload engine."""
+
+    def __init__(self, inner: Any, name: str, integration: Integration) -> None:
+        self.inner = inner
+        self.name = name
+        self.integration = integration
+        self.engine: ReloadEngine | None = None
+        self.backdoor_port: Any = None
+
+    def start(self) -> None:
+        # Runs in the worker, in a greenthread of oslo.service's Launcher.
+        engine = self.integration.worker_engine(self.name, self.inner)
+        self.engine = engine
+        # Before cinder's start (init_host takes seconds): a SIGHUP meanwhile
+        # is kept by the engine and runs once the worker is ready.
+        take_sighup(engine)
+        engine.start()
+        self.inner.start()
+        engine.ready(f"{self.name}: serving")
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+        self.inner.stop()
+
+    def wait(self) -> None:
+        self.inner.wait()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self.__dict__["inner"], key)
+
+
+def _worker_name(service: Any, integration: Integration) -> str:
+    manager = getattr(service, "manager", None)
+    configuration = getattr(manager, "configuration", None)
+    group = getattr(configuration, "config_group", None)
+    if group and group in integration.worker_groups:
+        return str(group)
+    return f"worker{len(integration.worker_groups)}"
+
+
+def install(integration: Integration) -> None:
+    """Point cinder's launcher factories at the reloading launchers."""
+    from cinder import service as cinder_service
+    from oslo_service import service as oslo_service
+
+    class ReloadingProcessLauncher(oslo_service.ProcessLauncher):  # type: ignore[misc]
+        """ProcessLauncher whose SIGHUP is a reload of the main process and its workers."""
+
+        def __init__(self, conf: cfg.ConfigOpts, **kwargs: Any) -> None:
+            self._reload_workers: dict[str, WorkerService] = {}
+            self.engine = ReloadEngine(
+                integration.service,
+                conf,
+                notifier=integration.notifier(),
+                state_dir=integration.state_dir,
+                restart_only=integration.restart_only,
+                drain_timeout=integration.drain_timeout,
+                workers=SignalledWorkers(
+                    integration.service,
+                    self._worker_pids,
+                    integration.state_dir,
+                    groups=integration.all_worker_groups(),
+                ),
+                worker_timeout=integration.worker_timeout,
+            )
+            super().__init__(conf, **kwargs)
+
+        def handle_signal(self) -> None:
+            super().handle_signal()
+            take_sighup(self.engine)
+
+        def launch_service(self, service: Any, workers: int = 1) -> None:
+            name = _worker_name(service, integration)
+            wrapped = WorkerService(service, name, integration)
+            self._reload_workers[name] = wrapped
+            super().launch_service(wrapped, workers)
+
+        def _worker_pids(self) -> dict[str, int]:
+            pids: dict[str, int] = {}
+            for pid, wrap in list(self.children.items()):
+                service = wrap.service
+                if isinstance(service, WorkerService):
+                    pids[service.name] = pid
+            return pids
+
+        def wait(self) -> None:
+            self.engine.events.extend(integration.events())
+            self.engine.start()
+            workers = self.engine.workers
+            assert isinstance(workers, SignalledWorkers)
+            stopping = threading.Event()
+
+            def announce_ready() -> None:
+                if workers.wait_ready(should_stop=stopping.is_set):
+                    names = ", ".join(f"{n} (pid {p})" for n, p in sorted(self._worker_pids().items()))
+                    self.engine.ready(f"Serving: {names}")
+
+            threading.Thread(target=announce_ready, name="reload-ready", daemon=True).start()
+            try:
+                super().wait()
+            finally:
+                stopping.set()
+                self.engine.stop()
+
+    def process_launcher() -> Any:
+        if integration.prepare is not None:
+            integration.prepare(integration)
+        return ReloadingProcessLauncher(integration.conf, restart_method="mutate")
+
+    cinder_service.process_launcher = process_launcher
+    LOG.debug("cinder-reload: launchers installed for %s (pid %d)", integration.service, os.getpid())

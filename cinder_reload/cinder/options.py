@@ -1,0 +1,142 @@
+"""What cinder services cannot change without a restart, and their options for ``check``.
+
+Pure data and option registration; importing this module does not import cinder.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+from ..diff import OptKey
+
+__all__ = [
+    "RELOAD_OPTS",
+    "SERVICES",
+    "register_backup_opts",
+    "register_reload_opts",
+    "register_volume_opts",
+    "restart_only",
+]
+
+#: The cinder services ``cinder-reload run`` knows, and the module whose
+#: ``main()`` is cinder's own entry point for each.
+SERVICES: dict[str, str] = {
+    "cinder-volume": "cinder.cmd.volume",
+    "cinder-scheduler": "cinder.cmd.scheduler",
+    "cinder-backup": "cinder.cmd.backup",
+    "cinder-api": "cinder.cmd.api",
+}
+
+#: Options every service reads once at start: connections, identity, layout.
+#: Changing one is reported as pending restart, never applied half-way.
+_COMMON_RESTART_ONLY: tuple[OptKey, ...] = (
+    ("DEFAULT", "transport_url"),
+    ("DEFAULT", "host"),
+    ("DEFAULT", "state_path"),
+    ("DEFAULT", "rpc_response_timeout"),
+    ("DEFAULT", "control_exchange"),
+    ("database", "connection"),
+    ("database", "slave_connection"),
+    ("oslo_messaging_notifications", "transport_url"),
+    ("coordination", "backend_url"),
+    ("reload", "drain_timeout"),
+    ("reload", "worker_timeout"),
+)
+
+_PER_SERVICE_RESTART_ONLY: dict[str, tuple[OptKey, ...]] = {
+    "cinder-volume": (("DEFAULT", "enabled_backends"), ("DEFAULT", "cluster")),
+    "cinder-backup": (("DEFAULT", "backup_workers"),),
+    "cinder-api": (
+        ("DEFAULT", "osapi_volume_listen"),
+        ("DEFAULT", "osapi_volume_listen_port"),
+        ("DEFAULT", "osapi_volume_workers"),
+        ("DEFAULT", "api_paste_config"),
+    ),
+    "cinder-scheduler": (),
+}
+
+
+def restart_only(service: str, backends: Sequence[str] = ()) -> frozenset[OptKey]:
+    """The options of ``service`` that only a restart can change.
+
+    A backend's ``backend_host`` is part of its service identity (the host
+    its volumes belong to), so it is restart-only even though the backend's
+    other options are re-initialised live.
+    """
+    keys = set(_COMMON_RESTART_ONLY) | set(_PER_SERVICE_RESTART_ONLY.get(service, ()))
+    keys.update((backend, "backend_host") for backend in backends)
+    return frozenset(keys)
+
+
+RELOAD_OPTS = [
+    cfg.FloatOpt(
+        "drain_timeout",
+        default=30.0,
+        min=0.1,
+        help="Seconds a reload waits for in-flight operations of a component it re-initialises "
+        "(a volume backend's RPC calls, running backups) before it gives up and changes nothing.",
+    ),
+    cfg.FloatOpt(
+        "worker_timeout",
+        default=75.0,
+        min=1.0,
+        help="Seconds the main process waits for each worker's reload before reporting that worker failed "
+        "(keep it below the 90 s 'cinder-reload signal --wait' waits by default).",
+    ),
+]
+
+
+def register_reload_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(RELOAD_OPTS, group=cfg.OptGroup("reload", title="cinder-reload"))
+
+
+def _service_args() -> list[str]:
+    argv = sys.argv
+    return argv[argv.index("--") + 1 :] if "--" in argv else []
+
+
+def _register_cinder_opts(conf: cfg.ConfigOpts) -> None:
+    from cinder import opts as cinder_opts  # imported late: cinder is optional
+
+    for group, options in cinder_opts.list_opts():
+        name = None if group in (None, "DEFAULT") else str(group)
+        for opt in options:
+            try:
+                conf.register_opt(opt, group=name)
+            except cfg.DuplicateOptError:
+                pass
+    register_reload_opts(conf)
+
+
+def register_volume_opts(conf: cfg.ConfigOpts) -> None:
+    """Options provider for ``cinder-reload check cinder-volume``.
+
+    Besides cinder's own options it registers the backend options in every
+    section named by ``enabled_backends``, read from the files on the command
+    line, so a bad value in ``[lvm-1]`` is caught too.
+    """
+    _register_cinder_opts(conf)
+    probe = cfg.ConfigOpts()
+    probe.register_opt(cfg.ListOpt("enabled_backends"))
+    try:
+        probe(_service_args(), project="cinder", default_config_files=None)
+        backends = [b for b in probe.enabled_backends or [] if b]
+    except (cfg.Error, SystemExit):
+        backends = []
+    from cinder import opts as cinder_opts
+
+    backend_opts = dict(cinder_opts.list_opts()).get("backend_defaults", [])
+    for backend in backends:
+        for opt in backend_opts:
+            try:
+                conf.register_opt(opt, group=backend)
+            except cfg.DuplicateOptError:
+                pass
+
+
+def register_backup_opts(conf: cfg.ConfigOpts) -> None:
+    """Options provider for ``check`` of cinder-backup, -scheduler and -api."""
+    _register_cinder_opts(conf)

@@ -1,0 +1,109 @@
+"""``cinder-reload run SERVICE [-- cinder's arguments]``: cinder's own entry point, reloadable.
+
+It runs the installed cinder's ``main()`` for SERVICE in this process (the
+PID systemd or the init script started), with the reload engine plugged into
+oslo.service's launchers (launchers.py).  Order matters:
+
+1. ``NOTIFY_SOCKET`` is taken out of the environment (kept for the engine);
+2. cinder's command module is imported: it monkey-patches with eventlet (or
+   selects oslo.service's threading backend) as its first statement;
+3. the launcher factories are pointed at ours and cinder's ``main()`` runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..state import runtime_dir
+from .options import SERVICES, register_reload_opts, restart_only
+
+__all__ = ["run"]
+
+LOG = logging.getLogger(__name__)
+
+
+def _volume_setup(engine: Any, inner: Any) -> None:
+    """A cinder-volume worker: gate its backend's RPC calls, re-initialise its driver."""
+    from .volume import DriverReinitializer, RpcGate
+
+    manager = inner.manager
+    backend = manager.configuration.config_group
+    rpc_gate = RpcGate(engine.gates.scope(backend))
+    methods = rpc_gate.wrap(manager)
+    engine.reinitializers.register(backend, DriverReinitializer(manager, rpc_gate))
+    LOG.info(
+        "reload: backend %s: %d RPC methods drained on reload, driver re-initialised on change", backend, len(methods)
+    )
+
+
+def _volume_prepare(integration: Any) -> None:
+    """Once cinder parsed its command line: one worker per enabled backend."""
+    backends = [b for b in integration.conf.enabled_backends or [] if b]
+    integration.worker_groups = {b: [b] for b in backends}
+    integration.restart_only = restart_only("cinder-volume", backends)
+
+
+def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) -> None:
+    """Keep cinder's log file name: ``log_dir/cinder-volume.log``, not ``cinder-reload.log``.
+
+    oslo.log names the file after the outermost Python frame's file, which
+    is now ``cinder-reload``.  Only when the files set ``log_dir`` and no
+    ``log_file`` (a default ``log_file`` without ``log_dir`` would log to a
+    relative path instead of stderr) is the default set to the service's name.
+    """
+    from oslo_config import cfg
+
+    wanted = ("--config-file", "--config-dir", "--log-dir", "--log-file")
+    args: list[str] = []
+    items = list(service_args)
+    for index, item in enumerate(items):
+        if item in wanted and index + 1 < len(items):
+            args += [item, items[index + 1]]
+        elif item.startswith(tuple(f"{w}=" for w in wanted)):
+            args.append(item)
+    probe = cfg.ConfigOpts()
+    probe.register_cli_opts([cfg.StrOpt("log-dir"), cfg.StrOpt("log-file")])
+    try:
+        probe(args, project="cinder", default_config_files=None)
+    except (cfg.Error, SystemExit):
+        return
+    if probe.log_dir and not probe.log_file and "log_file" in conf:
+        conf.set_default("log_file", f"{service}.log")
+
+
+def run(service: str, service_args: Sequence[str], state_dir: str | None = None) -> int:
+    if service not in SERVICES:
+        print(f"cinder-reload run: unknown service {service!r} (known: {', '.join(SERVICES)})", file=sys.stderr)
+        return 2
+    notify_address = os.environ.pop("NOTIFY_SOCKET", None)
+    directory = Path(state_dir) if state_dir else runtime_dir()
+    sys.argv = [service, *service_args]
+    module = importlib.import_module(SERVICES[service])  # eventlet monkey-patching happens here
+
+    from oslo_config import cfg
+
+    from .launchers import Integration, install
+
+    conf = cfg.CONF
+    register_reload_opts(conf)
+    _log_file_named_after(service, conf, service_args)
+    integration = Integration(
+        service=service,
+        conf=conf,
+        notify_address=notify_address,
+        state_dir=directory,
+        restart_only=restart_only(service),
+    )
+    if service == "cinder-volume":
+        integration.prepare = _volume_prepare
+        integration.worker_setup = _volume_setup
+        integration.publisher = "volume"
+    install(integration)
+    result = module.main()
+    return int(result or 0)

@@ -92,14 +92,20 @@ def signal_and_wait(
         return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
     before = read_state(state_file)
     generation = int(before.get("generation") or 0) if before and before.get("pid") == pid else 0
-    sent = _monotonic()
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
     if not wait:
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
         return WaitResult(Outcome.OK, f"sent SIGHUP to {pid}")
+    # The SIGTERM handler goes in before the SIGHUP goes out: from then on
+    # the manager may cancel us at any moment.
     with _sigterm_stops_waiting() as terminated:
+        sent = _monotonic()
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
         return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated)
 
 

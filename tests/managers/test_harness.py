@@ -1,0 +1,85 @@
+"""The harness's own promises, and the CLI behaviour a manager relies on."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness.commands import wait_until
+from harness.fixtures import namespaces_unavailable
+from harness.namespaces import REPO, processes_in_mount_ns
+from harness.roots import STAMP, root_key, trixie_root
+
+pytestmark = pytest.mark.systemd
+
+
+def test_trixie_root_is_built_once_and_keyed() -> None:
+    if namespaces_unavailable():
+        pytest.skip(namespaces_unavailable() or "")
+    root = trixie_root()
+    stamp = json.loads((root / STAMP).read_text())
+    assert stamp["key"] == root_key()
+    assert (root / "usr/lib/systemd/systemd").exists()
+    started = time.monotonic()
+    assert trixie_root() == root  # cached: no rebuild, same directory
+    assert time.monotonic() - started < 1.0
+    assert root_key(("systemd",)) != root_key()  # another package list, another root
+
+
+def test_managers_leave_nothing_behind(harness_workdir: Path, request: pytest.FixtureRequest) -> None:
+    manager = request.getfixturevalue("systemd257")
+    ns = manager.ns.ns
+    assert manager.version >= 257
+    assert processes_in_mount_ns(ns)
+    manager.close()
+    assert processes_in_mount_ns(ns) == []
+
+
+def test_sigterm_ends_a_synchronous_reload_wait_with_status_0(tmp_path: Path) -> None:
+    """systemd SIGTERMs ExecReload= when a stop cancels the reload; that must not fail the unit."""
+    marker = tmp_path / "got-hup"
+    # A "service" that notes the SIGHUP and never finishes a reload cycle.
+    target = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, signal, sys, time\n"
+            f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(marker)!r}).touch())\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+        waiter = subprocess.Popen(
+            [
+                str(REPO / ".venv/bin/cinder-reload"),
+                "signal",
+                "svc",
+                "--pid",
+                str(target.pid),
+                "--wait",
+                "--timeout",
+                "60",
+                "--state-dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(marker.exists, bool, timeout=30, what="the SIGHUP to arrive")
+        waiter.send_signal(signal.SIGTERM)
+        out, err = waiter.communicate(timeout=10)
+        assert waiter.returncode == 0, (out, err)
+        assert "SIGTERM" in out + err
+    finally:
+        target.kill()
+        target.wait()

@@ -15,8 +15,10 @@ from ..diff import OptKey
 __all__ = [
     "RELOAD_OPTS",
     "SERVICES",
+    "register_api_opts",
     "register_backup_opts",
     "register_reload_opts",
+    "register_scheduler_opts",
     "register_volume_opts",
     "restart_only",
 ]
@@ -98,45 +100,99 @@ def _service_args() -> list[str]:
     return argv[argv.index("--") + 1 :] if "--" in argv else []
 
 
-def _register_cinder_opts(conf: cfg.ConfigOpts) -> None:
-    from cinder import opts as cinder_opts  # imported late: cinder is optional
+def _register_service_opts(conf: cfg.ConfigOpts, service: str) -> None:
+    """Register what cinder's own entry point for ``service`` registers.
 
-    for group, options in cinder_opts.list_opts():
-        name = None if group in (None, "DEFAULT") else str(group)
-        for opt in options:
-            try:
-                conf.register_opt(opt, group=name)
-            except cfg.DuplicateOptError:
-                pass
+    Importing cinder's command module registers its options on
+    ``cfg.CONF`` exactly as the running service has them; they are copied
+    onto ``conf`` from there.  (It also selects oslo.service's backend, which
+    is harmless in a short-lived ``check``.)
+    """
+    import importlib
+
+    from ..config import registered_options
+
+    importlib.import_module(SERVICES[service])
+    for reg in registered_options(cfg.CONF):
+        group = None if reg.group == "DEFAULT" else reg.group
+        try:
+            if reg.cli:
+                conf.register_cli_opt(reg.opt, group=group)
+            else:
+                conf.register_opt(reg.opt, group=group)
+        except cfg.DuplicateOptError:
+            pass
     register_reload_opts(conf)
+
+
+def _volume_backend_opts() -> list[cfg.Opt]:
+    """The options cinder registers in every backend section (VolumeManager + BaseVD)."""
+    from cinder import objects
+
+    objects.register_all()  # cinder.volume.manager's annotations need them, as cinder's main() knows
+    from cinder.volume import driver, manager
+
+    lists = [manager.volume_backend_opts]
+    for name in (
+        "volume_opts",
+        "iser_opts",
+        "nvmeof_opts",
+        "nvmet_opts",
+        "scst_opts",
+        "backup_opts",
+        "image_opts",
+        "fqdn_opts",
+    ):
+        lists.append(getattr(driver, name, []))
+    return [opt for options in lists for opt in options]
 
 
 def register_volume_opts(conf: cfg.ConfigOpts) -> None:
     """Options provider for ``cinder-reload check cinder-volume``.
 
-    Besides cinder's own options it registers the backend options in every
-    section named by ``enabled_backends``, read from the files on the command
-    line, so a bad value in ``[lvm-1]`` is caught too.
+    Besides cinder-volume's own options it registers the backend options in
+    every section named by ``enabled_backends``, read from the files on the
+    command line, so a bad value in ``[lvm-1]`` is caught too.
     """
-    _register_cinder_opts(conf)
+    _register_service_opts(conf, "cinder-volume")
     probe = cfg.ConfigOpts()
     probe.register_opt(cfg.ListOpt("enabled_backends"))
     try:
-        probe(_service_args(), project="cinder", default_config_files=None)
+        probe(_config_args(_service_args()), project="cinder", default_config_files=None)
         backends = [b for b in probe.enabled_backends or [] if b]
     except (cfg.Error, SystemExit):
         backends = []
-    from cinder import opts as cinder_opts
-
-    backend_opts = dict(cinder_opts.list_opts()).get("backend_defaults", [])
     for backend in backends:
-        for opt in backend_opts:
+        for opt in _volume_backend_opts():
             try:
                 conf.register_opt(opt, group=backend)
             except cfg.DuplicateOptError:
                 pass
 
 
+def register_scheduler_opts(conf: cfg.ConfigOpts) -> None:
+    """Options provider for ``check`` of cinder-scheduler."""
+    _register_service_opts(conf, "cinder-scheduler")
+
+
 def register_backup_opts(conf: cfg.ConfigOpts) -> None:
-    """Options provider for ``check`` of cinder-backup, -scheduler and -api."""
-    _register_cinder_opts(conf)
+    """Options provider for ``check`` of cinder-backup."""
+    _register_service_opts(conf, "cinder-backup")
+
+
+def register_api_opts(conf: cfg.ConfigOpts) -> None:
+    """Options provider for ``check`` of cinder-api."""
+    _register_service_opts(conf, "cinder-api")
+
+
+def _config_args(args: Sequence[str]) -> list[str]:
+    """Only the arguments naming configuration files: enough to read an option early."""
+    wanted = ("--config-file", "--config-dir")
+    kept: list[str] = []
+    items = list(args)
+    for index, item in enumerate(items):
+        if item in wanted and index + 1 < len(items):
+            kept += [item, items[index + 1]]
+        elif item.startswith(tuple(f"{w}=" for w in wanted)):
+            kept.append(item)
+    return kept

@@ -1,0 +1,94 @@
+"""The cached cinder virtualenv the end-to-end tests run real cinder from.
+
+Built once per set of requirements (tests/cinder/requirements.txt, the
+project's pyproject.toml and the repo's path, since the project is installed
+editable) under ``/var/cache/cinder-reload``; the first build takes minutes,
+later runs find it in well under a second.
+
+Atomic for every reader: the venv is built in ``venvs/<key>`` under an
+exclusive lock and only then published as the symlink
+``cinder-venv-<key>`` (a rename), which is what readers look for (this
+module, and tests/stack/cinderenv.py, which scans the cache).  A venv cannot
+be built elsewhere and renamed: its scripts name their interpreter by path.
+
+    python tests/cinder/cinder_venv.py         # build (or find) it, print its path
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["CACHE", "cinder_venv", "venv_key"]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+REQUIREMENTS = HERE / "requirements.txt"
+CACHE = Path(os.environ.get("CINDER_RELOAD_CACHE", "/var/cache/cinder-reload"))
+COMPLETE = ".cinder-reload-complete"
+
+
+def venv_key() -> str:
+    digest = hashlib.sha256()
+    for part in (
+        REQUIREMENTS.read_bytes(),
+        (REPO / "pyproject.toml").read_bytes(),
+        str(REPO).encode(),
+        sys.version.encode(),
+    ):
+        digest.update(part)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _complete(path: Path) -> bool:
+    return (path / COMPLETE).exists() and (path / "bin" / "cinder-reload").exists()
+
+
+def cinder_venv(log: Path | None = None) -> Path:
+    """The path of a complete cinder venv for the current requirements; built if missing."""
+    named = os.environ.get("CINDER_RELOAD_CINDER_VENV")
+    if named:
+        return Path(named)
+    key = venv_key()
+    link = CACHE / f"cinder-venv-{key}"
+    if _complete(link):
+        return link
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".cinder-venv-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build finishes first
+        if _complete(link):
+            return link
+        target = CACHE / "venvs" / key
+        shutil.rmtree(target, ignore_errors=True)  # a build that died half-way
+        target.parent.mkdir(parents=True, exist_ok=True)
+        log = log or CACHE / f"cinder-venv-{key}.log"
+        with open(log, "w") as out:
+
+            def step(*argv: str) -> None:
+                out.write(f"$ {' '.join(argv)}\n")
+                out.flush()
+                if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False).returncode:
+                    raise RuntimeError(f"building the cinder venv failed at {argv[:4]}...; see {log}")
+
+            step(sys.executable, "-m", "venv", str(target))
+            pip = str(target / "bin" / "pip")
+            step(pip, "install", "-q", "--upgrade", "pip")
+            step(pip, "install", "-q", "-r", str(REQUIREMENTS))
+            step(pip, "install", "-q", "-e", str(REPO))
+            step(str(target / "bin" / "python"), "-c", "import cinder.tests.fake_driver, cinder_reload.cinder.run")
+        (target / COMPLETE).write_text(key + "\n")
+        tmp_link = CACHE / f".cinder-venv-{key}.{os.getpid()}"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(target)
+        os.replace(tmp_link, link)
+    return link
+
+
+if __name__ == "__main__":
+    print(cinder_venv())

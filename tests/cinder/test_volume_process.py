@@ -1,0 +1,223 @@
+"""cinder-volume 29 under ``cinder-reload run``: a main process and one worker per backend.
+
+Plain processes with a real NOTIFY_SOCKET (the systemd runs are in
+test_volume_systemd.py).  Every assertion is on something observable from
+outside: sd_notify datagrams, state files, the log, PIDs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cinderproc import FAKE_DRIVER, CinderService, volume_config
+
+pytestmark = [pytest.mark.cinder, pytest.mark.process]
+
+Start = Callable[..., CinderService]
+
+
+def edited(service: CinderService, old: str, new: str, count: int = 1) -> str:
+    text = service.config_file.read_text()
+    assert old in text, old
+    return text.replace(old, new, count)
+
+
+def lines_of(log: str, pid: int, pattern: str) -> list[str]:
+    return [line for line in log.splitlines() if f" {pid} " in line and re.search(pattern, line)]
+
+
+def test_start_reports_ready_once_after_every_backend_is_up(start_cinder: Start) -> None:
+    volume = start_cinder()
+    fake1, fake2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    assert volume.pids() == {volume.pid, fake1, fake2}
+    ready = volume.notify.messages[volume.notify.wait_for(lambda m: m.get("READY") == "1")]
+    assert f"fake1 (pid {fake1})" in ready["STATUS"] and f"fake2 (pid {fake2})" in ready["STATUS"]
+    # READY=1 came after both drivers finished their RPC initialisation...
+    log = volume.log()
+    for pid in (fake1, fake2):
+        assert lines_of(log, pid, "Driver post RPC initialization completed successfully")
+    # ...and oslo.service's notify_once() sent none of its own.
+    assert volume.notify.count("READY") == 1
+
+
+def test_debug_is_applied_in_every_process_with_the_same_pids(start_cinder: Start) -> None:
+    volume = start_cinder()
+    pids = volume.pids()
+    mark = volume.log_mark()
+    before = len(volume.notify.messages)
+    volume.edit(edited(volume, "debug = false", "debug = true"))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr + volume.log_tail()
+    assert "Reload #1 ok: 1 changed: 1 live; 2/2 workers ok" in done.stdout
+    assert volume.pids() == pids
+    # One RELOADING=1 (with MONOTONIC_USEC) and one READY=1 for the whole service.
+    reloading = volume.notify.wait_for(lambda m: m.get("RELOADING") == "1", start=before)
+    assert volume.notify.messages[reloading]["MONOTONIC_USEC"].isdigit()
+    ready = volume.notify.wait_for(lambda m: m.get("READY") == "1", start=reloading)
+    assert volume.notify.messages[ready]["STATUS"].startswith("Reload #1 ok")
+    # In effect in every process: each logs at DEBUG right after its cycle.
+    log = volume.log_since(mark)
+    for pid in pids:
+        assert lines_of(log, pid, r" DEBUG cinder_reload\.events .*reload\.end generation=1"), pid
+    doc = volume.state()
+    assert [c["option"] for c in doc["changed"]] == ["debug"]
+    assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "ok"}
+    # The reload events went out through oslo.messaging (log driver) with the
+    # service's publisher id.
+    assert re.search(r'"publisher_id": "volume\.[^"]+", "event_type": "cinder-volume\.reload\.end"', log)
+
+
+def test_one_backend_option_reinitialises_that_backend_only(start_cinder: Start) -> None:
+    volume = start_cinder()
+    pids = volume.pids()
+    fake1, fake2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    mark = volume.log_mark()
+    volume.edit(edited(volume, "volume_backend_name = fake1", "volume_backend_name = fake1-gold"))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    assert "re-initialised fake1" in done.stdout
+    assert volume.pids() == pids
+    doc = volume.state()
+    assert doc["reinitialized"] == ["fake1"]
+    assert doc["changed"] == [
+        {"group": "fake1", "option": "volume_backend_name", "old": "fake1", "new": "fake1-gold", "applied": "reinit"}
+    ]
+    workers = {w["worker"]: w for w in doc["workers"]}
+    assert workers["fake1"]["reinitialized"] == ["fake1"] and workers["fake2"]["reinitialized"] == []
+    log = volume.log_since(mark)
+    # The new driver came up the way init_host brings one up, in fake1's process...
+    assert lines_of(log, fake1, "Starting volume driver FakeLoggingVolumeDriver")
+    assert lines_of(
+        log, fake1, "backend fake1 now served by a new FakeLoggingVolumeDriver .*volume_backend_name=fake1-gold"
+    )
+    # ...and fake2 was never touched (no drain, no driver start).
+    assert not lines_of(log, fake2, "Starting volume driver|re-initialising|now served")
+    # The same file again: nothing left to do anywhere.
+    again = volume.reload()
+    assert again.returncode == 0 and "no changes" in again.stdout
+
+
+BROKEN = {
+    "syntax error": lambda text: text + "[fake2\n",
+    "bad boolean": lambda text: text.replace("debug = false", "debug = maybe"),
+    "bad integer in a backend": lambda text: text.replace(
+        "volume_backend_name = fake2", "volume_backend_name = fake2\nreserved_percentage = lots"
+    ),
+    "empty file": lambda text: "",
+    "backend section removed": lambda text: text.split("[fake2]")[0],
+}
+
+
+def test_broken_files_fail_the_reload_and_change_nothing(start_cinder: Start) -> None:
+    volume = start_cinder()
+    pids = volume.pids()
+    good = volume.config_file.read_text()
+    generations = {w: volume.state(f"cinder-volume.{w}")["generation"] for w in ("fake1", "fake2")}
+    mark = volume.log_mark()
+    for kind, breaker in BROKEN.items():
+        volume.edit(breaker(good))
+        done = volume.reload()
+        assert done.returncode == 1, (kind, done.stdout)
+        assert "Reload failed: invalid configuration" in done.stderr, (kind, done.stderr)
+        assert volume.pids() == pids, kind
+        doc = volume.state()
+        assert doc["result"] == "failed" and doc["problems"] and doc["reinitialized"] == [] and doc["workers"] == []
+    # Missing file: moved away.
+    moved = volume.config_file.with_suffix(".moved")
+    volume.config_file.rename(moved)
+    done = volume.reload()
+    assert done.returncode == 1 and "file not found" in done.stderr
+    moved.rename(volume.config_file)
+    volume.edit(good)
+    # No worker was ever signalled, nothing was re-initialised.
+    assert {w: volume.state(f"cinder-volume.{w}")["generation"] for w in ("fake1", "fake2")} == generations
+    assert not re.search("Starting volume driver|re-initialising", volume.log_since(mark))
+    done = volume.reload()
+    assert done.returncode == 0 and "no changes" in done.stdout, done.stderr
+
+
+def test_a_driver_that_fails_to_initialise_leaves_the_old_one_serving(start_cinder: Start) -> None:
+    volume = start_cinder()
+    pids = volume.pids()
+    fake1 = volume.worker_pid("fake1")
+    good = volume.config_file.read_text()
+    mark = volume.log_mark()
+    broken = good.replace(
+        f"volume_driver = {FAKE_DRIVER}\nvolume_backend_name = fake1",
+        "volume_driver = cinder.tests.fake_driver.NoSuchDriver\nvolume_backend_name = fake1-new",
+    )
+    assert broken != good
+    volume.edit(broken)
+    done = volume.reload()
+    assert done.returncode == 1
+    assert "re-initialising [fake1] failed" in done.stderr and "NoSuchDriver" in done.stderr
+    assert "[fake1] keeps its old configuration" in done.stderr
+    assert volume.pids() == pids
+    doc = volume.state()
+    assert "fake1" in doc["failed_groups"] and doc["reinitialized"] == []
+    assert {c["option"] for c in doc["not_applied"]} == {"volume_driver", "volume_backend_name"}
+    assert not lines_of(volume.log_since(mark), fake1, "now served by")
+    # The old driver and the old values are still in effect: going back to
+    # the old file is "no changes", not a re-initialisation.
+    volume.edit(good)
+    done = volume.reload()
+    assert done.returncode == 0 and "no changes" in done.stdout, done.stdout + done.stderr
+
+
+def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
+    volume = start_cinder()
+    pids = volume.pids()
+    text = edited(volume, "transport_url = fake://", "transport_url = fake://elsewhere")
+    text = text.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3")
+    text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
+    volume.edit(text)
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    assert "pending restart: DEFAULT.enabled_backends, DEFAULT.transport_url, fake1.backend_host" in done.stdout
+    assert volume.pids() == pids
+    pending = {(c["group"], c["option"]) for c in volume.state()["pending_restart"]}
+    assert pending == {("DEFAULT", "transport_url"), ("DEFAULT", "enabled_backends"), ("fake1", "backend_host")}
+    status = volume.notify.messages[-1]["STATUS"]
+    assert "pending restart: DEFAULT.enabled_backends" in status
+
+
+def test_a_worker_that_does_not_answer_fails_the_cycle_without_hanging_it(start_cinder: Start) -> None:
+    volume = start_cinder()
+    fake2 = volume.worker_pid("fake2")
+    volume.edit(edited(volume, "debug = false", "debug = true"))
+    with volume.stopped(fake2):
+        done = volume.reload(timeout=30)
+    assert done.returncode == 1
+    assert f"fake2 (pid {fake2}) did not finish its reload within 4s" in done.stderr
+    assert "ok: fake1" in done.stderr
+    # It was only paused: its cycle runs when it resumes; the next reload is clean.
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+
+
+def test_config_is_checked_before_the_service_ever_sees_it(cinder_venv: Path, tmp_path: Path) -> None:
+    """``cinder-reload check cinder-volume`` with the options provider of the cinder venv."""
+    import subprocess
+
+    config = tmp_path / "cinder.conf"
+    config.write_text(volume_config(tmp_path).replace("volume_backend_name = fake2", "reserved_percentage = lots"))
+    done = subprocess.run(
+        [
+            str(cinder_venv / "bin" / "cinder-reload"),
+            "check",
+            "cinder-volume",
+            "--options",
+            "cinder_reload.cinder.options:register_volume_opts",
+            "--",
+            "--config-file",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[fake2] reserved_percentage" in done.stderr

@@ -6,6 +6,7 @@ Fixtures:
 * ``systemd252``, ``systemd257``: a running user manager (``UserManager``),
   closed after the test.
 * ``sysv_root``: the manager-less Debian 13 root (``SysvRoot``).
+* ``debian13_root``: the cached root's path (session scope, read-only).
 * ``manager_path``: parametrised over the three paths (``systemd-252``,
   ``systemd-257``, ``sysv``), with the ``systemd``/``sysv`` marks, and
   ``deploy_refdaemon``: a factory that installs the reference daemon on that
@@ -30,6 +31,7 @@ import pytest
 
 from .managers import SystemdHost252, SystemdTrixie257, UserManager
 from .refservice import RefService, SystemdRefService, SysvRefService
+from .roots import trixie_root
 from .sysv import SysvRoot
 
 __all__ = ["namespaces_unavailable"]
@@ -80,6 +82,13 @@ def _dump_logs(workdir: Path) -> None:
     for log in sorted(workdir.glob("*.log")):
         text = log.read_text(errors="replace")
         print(f"----- {log.name} (last 3000 chars) -----\n{text[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def debian13_root() -> Path:
+    """The cached Debian 13 root (read-only; built on first use)."""
+    _require()
+    return trixie_root()
 
 
 @pytest.fixture

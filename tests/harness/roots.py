@@ -129,12 +129,13 @@ def trixie_root() -> Path:
     if _valid(link, key):
         return link.resolve()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_DIR / ".lock", "w") as lock:
+    with open(CACHE_DIR / ".trixie-root.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same root
         if _valid(link, key):
             return link.resolve()
         previous = link.resolve() if link.is_symlink() or link.exists() else None
         tmp = Path(tempfile.mkdtemp(prefix=".trixie-root.building.", dir=CACHE_DIR))
+        tmp.chmod(0o755)  # it becomes "/": mkdtemp's 0700 would lock out every user but root
         try:
             _build(tmp, key, CACHE_DIR / "trixie-root.build.log")
             final = CACHE_DIR / f"trixie-root.{key}"

@@ -5,4 +5,22 @@ test directory that wants these fixtures imports them the same way, or the
 top-level tests/conftest.py adds ``pytest_plugins = ["harness.fixtures"]``.
 """
 
-from harness.fixtures import deploy_refdaemon, harness_workdir, manager_path, systemd252, systemd257, sysv_root  # noqa: F401
+from harness.fixtures import (
+    debian13_root,
+    deploy_refdaemon,
+    harness_workdir,
+    manager_path,
+    systemd252,
+    systemd257,
+    sysv_root,
+)
+
+__all__ = [
+    "debian13_root",
+    "deploy_refdaemon",
+    "harness_workdir",
+    "manager_path",
+    "systemd252",
+    "systemd257",
+    "sysv_root",
+]

@@ -154,6 +154,31 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
         return getattr(self.__dict__["inner"], key)
 
 
+class SingleService(ServiceBase):  # type: ignore[misc]
+    """Wraps the one cinder service of a single-process launcher: READY=1 once it started."""
+
+    def __init__(self, inner: Any, engine: ReloadEngine) -> None:
+        self.inner = inner
+        self.engine = engine
+        self.backdoor_port: Any = None
+
+    def start(self) -> None:
+        self.inner.start()
+        self.engine.ready(f"Serving ({self.inner.__class__.__name__} {getattr(self.inner, 'host', '')})")
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def wait(self) -> None:
+        self.inner.wait()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self.__dict__["inner"], key)
+
+
 def _worker_name(service: Any, integration: Integration) -> str:
     manager = getattr(service, "manager", None)
     configuration = getattr(manager, "configuration", None)
@@ -227,10 +252,54 @@ def install(integration: Integration) -> None:
                 stopping.set()
                 self.engine.stop()
 
+    class ReloadingServiceLauncher(oslo_service.ServiceLauncher):  # type: ignore[misc]
+        """ServiceLauncher (one process, cinder-scheduler) whose SIGHUP is a reload."""
+
+        def __init__(self, conf: cfg.ConfigOpts, **kwargs: Any) -> None:
+            self.engine = ReloadEngine(
+                integration.service,
+                conf,
+                notifier=integration.notifier(),
+                state_dir=integration.state_dir,
+                restart_only=integration.restart_only,
+                drain_timeout=integration.drain_timeout,
+            )
+            super().__init__(conf, **kwargs)
+
+        def handle_signal(self) -> None:
+            super().handle_signal()
+            take_sighup(self.engine)
+
+        def launch_service(self, service: Any, workers: int = 1) -> None:
+            if integration.worker_setup is not None:
+                integration.worker_setup(self.engine, service)
+            super().launch_service(SingleService(service, self.engine), workers)
+
+        def wait(self) -> Any:
+            self.engine.events.extend(integration.events())
+            take_sighup(self.engine)
+            self.engine.start()
+            try:
+                return super().wait()
+            finally:
+                self.engine.stop()
+
     def process_launcher() -> Any:
         if integration.prepare is not None:
             integration.prepare(integration)
         return ReloadingProcessLauncher(integration.conf, restart_method="mutate")
 
+    def serve(server: Any) -> None:
+        # cinder.service.serve(), with our launcher: cinder.service.wait()
+        # waits on the module's _launcher, as before.
+        if cinder_service._launcher:
+            raise RuntimeError("serve() can only be called once")
+        if integration.prepare is not None:
+            integration.prepare(integration)
+        launcher = ReloadingServiceLauncher(integration.conf, restart_method="mutate")
+        launcher.launch_service(server)
+        cinder_service._launcher = launcher
+
     cinder_service.process_launcher = process_launcher
+    cinder_service.serve = serve
     LOG.debug("cinder-reload: launchers installed for %s (pid %d)", integration.service, os.getpid())

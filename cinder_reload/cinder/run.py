@@ -104,6 +104,14 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
         integration.prepare = _volume_prepare
         integration.worker_setup = _volume_setup
         integration.publisher = "volume"
+    elif service == "cinder-scheduler":
+        from . import scheduler
+
+        integration.prepare = lambda i: setattr(
+            i, "restart_only", scheduler.restart_only_for_scheduler(i.conf, restart_only(service))
+        )
+        integration.worker_setup = scheduler.setup
+        integration.publisher = "scheduler"
     install(integration)
     result = module.main()
     return int(result or 0)

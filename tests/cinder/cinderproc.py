@@ -23,7 +23,7 @@ from typing import Any
 
 from helpers import NotifyListener, wait_until
 
-__all__ = ["CinderService", "volume_config", "children_of", "db_template"]
+__all__ = ["CinderService", "children_of", "db_template", "scheduler_config", "volume_config"]
 
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
@@ -50,6 +50,13 @@ def volume_config(workdir: Path, **overrides: str) -> str:
     for name, extra in overrides.items():
         sections.setdefault(name, []).extend(extra.splitlines())
     return "".join(f"[{name}]\n" + "".join(f"{line}\n" for line in lines) + "\n" for name, lines in sections.items())
+
+
+def scheduler_config(workdir: Path, **overrides: str) -> str:
+    """cinder-scheduler alone: no backend will report, so do not wait 60 s for one."""
+    text = volume_config(workdir, **overrides)
+    text = text.replace("enabled_backends = fake1,fake2\n", "scheduler_driver_init_wait_time = 1\n")
+    return text.split("[fake1]")[0]
 
 
 def db_template(venv: Path, workdir: Path) -> Path:

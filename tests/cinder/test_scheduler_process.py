@@ -1,0 +1,65 @@
+"""cinder-scheduler 29 under ``cinder-reload run``: one process (oslo.service ServiceLauncher)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from cinderproc import CinderService, scheduler_config
+
+pytestmark = [pytest.mark.cinder, pytest.mark.process]
+
+Start = Callable[..., CinderService]
+
+
+def test_scheduler_reload_debug_filters_broken_and_restart_only(start_cinder: Start) -> None:
+    scheduler = start_cinder("cinder-scheduler", scheduler_config)
+    pid = scheduler.pid
+    assert scheduler.pids() == {pid}
+    assert scheduler.notify.count("READY") == 1
+    good = scheduler.config_file.read_text()
+
+    # debug: live.
+    mark = scheduler.log_mark()
+    scheduler.edit(good.replace("debug = false", "debug = true"))
+    done = scheduler.reload()
+    assert done.returncode == 0 and "1 changed: 1 live" in done.stdout, done.stdout + done.stderr
+    assert re.search(rf" {pid} DEBUG cinder_reload\.events .*reload\.end generation=1", scheduler.log_since(mark))
+
+    # Filters and max attempts: the host manager's caches are rebuilt in place.
+    filtered = good.replace(
+        "debug = false",
+        "debug = true\nscheduler_default_filters = AvailabilityZoneFilter,CapacityFilter\nscheduler_max_attempts = 5",
+    )
+    scheduler.edit(filtered)
+    done = scheduler.reload()
+    assert done.returncode == 0 and "re-initialised DEFAULT" in done.stdout, done.stdout + done.stderr
+    assert re.search(
+        r"scheduler caches rebuilt .*filters=\['AvailabilityZoneFilter', 'CapacityFilter'\].*max_attempts=5",
+        scheduler.log(),
+    )
+    assert {c["option"] for c in scheduler.state()["changed"]} == {
+        "scheduler_default_filters",
+        "scheduler_max_attempts",
+    }
+
+    # An unknown filter: the re-initialisation fails, the old caches stay.
+    scheduler.edit(filtered.replace("CapacityFilter", "NoSuchFilter"))
+    done = scheduler.reload()
+    assert done.returncode == 1 and "NoSuchFilter could not be found" in done.stderr
+    assert "[DEFAULT] keeps its old configuration" in done.stderr
+    scheduler.edit(filtered)
+    done = scheduler.reload()
+    assert done.returncode == 0 and "no changes" in done.stdout, done.stdout + done.stderr
+
+    # A broken file: nothing happens, the process stays.
+    scheduler.edit(filtered + "[oops\n")
+    done = scheduler.reload()
+    assert done.returncode == 1 and "syntax error" in done.stderr
+
+    # Anything else in [DEFAULT] is restart-only.
+    scheduler.edit(filtered.replace("debug = true", "debug = true\nperiodic_interval = 30"))
+    done = scheduler.reload()
+    assert done.returncode == 0 and "pending restart: DEFAULT.periodic_interval" in done.stdout
+    assert scheduler.pids() == {pid}

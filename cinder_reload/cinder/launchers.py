@@ -121,16 +121,22 @@ def take_sighup(engine: ReloadEngine) -> None:
 class WorkerService(ServiceBase):  # type: ignore[misc]
     """Wraps one cinder service; in the child process, runs its reload engine."""
 
-    def __init__(self, inner: Any, name: str, integration: Integration) -> None:
+    def __init__(self, inner: Any, name: str, integration: Integration, copies: int = 1) -> None:
         self.inner = inner
         self.name = name
         self.integration = integration
+        #: Processes running this same service (cinder-api's workers): each is
+        #: then named after its pid, so each has its own state file.
+        self.copies = copies
         self.engine: ReloadEngine | None = None
         self.backdoor_port: Any = None
 
+    def name_of(self, pid: int) -> str:
+        return self.name if self.copies == 1 else f"{self.name}-{pid}"
+
     def start(self) -> None:
         # Runs in the worker, in a greenthread of oslo.service's Launcher.
-        engine = self.integration.worker_engine(self.name, self.inner)
+        engine = self.integration.worker_engine(self.name_of(os.getpid()), self.inner)
         self.engine = engine
         # Before cinder's start (init_host takes seconds): a SIGHUP meanwhile
         # is kept by the engine and runs once the worker is ready.
@@ -142,6 +148,9 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
     def stop(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+            if self.copies > 1:
+                # A pid-named state file would outlive its process.
+                self.engine.state_file.unlink(missing_ok=True)
         self.inner.stop()
 
     def wait(self) -> None:
@@ -185,7 +194,8 @@ def _worker_name(service: Any, integration: Integration) -> str:
     group = getattr(configuration, "config_group", None)
     if group and group in integration.worker_groups:
         return str(group)
-    return f"worker{len(integration.worker_groups)}"
+    # cinder-api's WSGIService has a name ("osapi_volume"); backup workers do not.
+    return str(getattr(service, "name", None) or "worker")
 
 
 def install(integration: Integration) -> None:
@@ -221,7 +231,9 @@ def install(integration: Integration) -> None:
 
         def launch_service(self, service: Any, workers: int = 1) -> None:
             name = _worker_name(service, integration)
-            wrapped = WorkerService(service, name, integration)
+            if name in self._reload_workers:  # cinder-backup's N processes: one service each
+                name = f"{name}{len(self._reload_workers) + 1}"
+            wrapped = WorkerService(service, name, integration, copies=workers)
             self._reload_workers[name] = wrapped
             super().launch_service(wrapped, workers)
 
@@ -230,7 +242,7 @@ def install(integration: Integration) -> None:
             for pid, wrap in list(self.children.items()):
                 service = wrap.service
                 if isinstance(service, WorkerService):
-                    pids[service.name] = pid
+                    pids[service.name_of(pid)] = pid
             return pids
 
         def wait(self) -> None:

@@ -112,6 +112,14 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
         )
         integration.worker_setup = scheduler.setup
         integration.publisher = "scheduler"
+    elif service == "cinder-backup":
+        from . import backup
+
+        integration.prepare = lambda i: setattr(
+            i, "restart_only", backup.restart_only_for_backup(i.conf, restart_only(service))
+        )
+        integration.worker_setup = backup.setup
+        integration.publisher = "backup"
     install(integration)
     result = module.main()
     return int(result or 0)

@@ -29,7 +29,7 @@ from typing import Any
 from ..drain import DrainGate
 from ..reinit import GroupChange
 
-__all__ = ["DriverReinitializer", "RpcGate"]
+__all__ = ["DriverReinitializer", "RpcGate", "import_driver_class"]
 
 LOG = logging.getLogger(__name__)
 
@@ -103,6 +103,17 @@ class RpcGate:
         return call
 
 
+def import_driver_class(path: str) -> Any:
+    """Import a driver class; an ImportError becomes a one-line reason."""
+    from oslo_utils import importutils
+
+    try:
+        return importutils.import_class(path)
+    except ImportError as exc:
+        # oslo.utils puts the whole traceback in the message: keep its first line.
+        raise RuntimeError(f"cannot load driver {path}: {str(exc).split(' ([', 1)[0]}") from None
+
+
 class DriverReinitializer:
     """Re-initialiser for one backend's section: a new driver, then the swap."""
 
@@ -119,7 +130,6 @@ class DriverReinitializer:
         from cinder import context
         from cinder.volume import manager as volume_manager
         from oslo_serialization import jsonutils
-        from oslo_utils import importutils
 
         manager = self.manager
         backend = manager.configuration.config_group
@@ -138,11 +148,7 @@ class DriverReinitializer:
         except Exception:  # the service row is gone: as VolumeManager.__init__ does, assume the default
             active_backend_id = None
         # Build: everything VolumeManager.__init__ does for a driver...
-        try:
-            driver_class = importutils.import_class(driver_path)
-        except ImportError as exc:
-            # oslo.utils puts the whole traceback in the message: keep one line.
-            raise RuntimeError(f"cannot load volume driver {driver_path}: {str(exc).split(' (', 1)[0]}") from None
+        driver_class = import_driver_class(driver_path)
         new = driver_class(
             configuration=manager.configuration,
             host=manager.host,

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +24,15 @@ from typing import Any
 
 from helpers import NotifyListener, wait_until
 
-__all__ = ["CinderService", "children_of", "db_template", "scheduler_config", "volume_config"]
+__all__ = [
+    "CinderService",
+    "api_config",
+    "backup_config",
+    "children_of",
+    "db_template",
+    "scheduler_config",
+    "volume_config",
+]
 
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
@@ -57,6 +66,34 @@ def scheduler_config(workdir: Path, **overrides: str) -> str:
     text = volume_config(workdir, **overrides)
     text = text.replace("enabled_backends = fake1,fake2\n", "scheduler_driver_init_wait_time = 1\n")
     return text.split("[fake1]")[0]
+
+
+def backup_config(workdir: Path) -> str:
+    """cinder-backup alone, with the POSIX backup driver on a directory of the test."""
+    (workdir / "backups").mkdir(exist_ok=True)
+    return scheduler_config(workdir).replace(
+        "debug = false\n",
+        "debug = false\nbackup_driver = cinder.backup.drivers.posix.PosixBackupDriver\n"
+        f"backup_posix_path = {workdir}/backups\n",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_config(workdir: Path, venv: Path, workers: int = 2) -> str:
+    """cinder-api alone (noauth) on a free loopback port, with ``workers`` processes."""
+    shutil.copy(venv / "etc" / "cinder" / "api-paste.ini", workdir / "api-paste.ini")
+    return scheduler_config(workdir).replace(
+        "debug = false\n",
+        "debug = false\nauth_strategy = noauth\n"
+        f"api_paste_config = {workdir}/api-paste.ini\n"
+        f"osapi_volume_listen = 127.0.0.1\nosapi_volume_listen_port = {free_port()}\n"
+        f"osapi_volume_workers = {workers}\n",
+    )
 
 
 def db_template(venv: Path, workdir: Path) -> Path:

@@ -369,8 +369,11 @@ def add_parser(sub: Any) -> None:
         help=f">= {NOTIFY_RELOAD_SINCE}: Type=notify-reload; below: Type=notify and a synchronous ExecReload= "
         f"(default {DEFAULT_SYSTEMD_VERSION}: works on every systemd)",
     )
-    p.add_argument("--naming", choices=sorted(DISTROS), default="debian", help="unit names: cinder-* or openstack-cinder-*")
+    p.add_argument(
+        "--naming", choices=sorted(DISTROS), default="debian", help="unit names: cinder-* or openstack-cinder-*"
+    )
     p.add_argument("--cinder-reload", default="/usr/bin/cinder-reload", metavar="PATH", help="the installed command")
-    p.add_argument("--check", action="store_true", help="compare with DIR instead of writing; exit 1 listing differences")
+    p.add_argument(
+        "--check", action="store_true", help="compare with DIR instead of writing; exit 1 listing differences"
+    )
     p.set_defaults(func=cmd_render)
-

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from harness.commands import CommandResult, pid_exists, run, wait_until
 
 pytestmark = pytest.mark.sysv
@@ -109,7 +108,8 @@ class InitScript:
         self.config.write_text(_config("one"))
 
     def __call__(self, verb: str, timeout: float = 60) -> CommandResult:
-        inner = f"mount --bind {shlex.quote(str(self.root / 'default'))} /etc/default && exec {shlex.quote(str(self.script))} {verb}"
+        default = shlex.quote(str(self.root / "default"))
+        inner = f"mount --bind {default} /etc/default && exec {shlex.quote(str(self.script))} {verb}"
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
         return run(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner], env=env, timeout=timeout)
 

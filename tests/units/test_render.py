@@ -58,7 +58,8 @@ def test_committed_files_are_what_render_produces() -> None:
     result = subprocess.run(
         [*CINDER_RELOAD, "render", "--output", str(REPO), "--check"], capture_output=True, text=True, check=False
     )
-    assert result.returncode == 0, f"units/ or initscripts/ are stale; run `cinder-reload render --output .`\n{result.stderr}"
+    stale = "units/ or initscripts/ are stale; run `cinder-reload render --output .`"
+    assert result.returncode == 0, f"{stale}\n{result.stderr}"
 
 
 def test_check_lists_every_difference(tmp_path: Path) -> None:
@@ -149,7 +150,8 @@ def test_dropins_replace_execstart_and_add_reload(service, distro) -> None:  # t
     assert start[1].startswith(f"/usr/bin/cinder-reload run {service.name} -- ")
     assert "/etc/cinder/cinder.conf" in start[1]
     assert dropin["Service.Type"] == ["notify"]
-    assert dropin["Service.ExecReload"][0].startswith(f"/usr/bin/cinder-reload signal {service.name} --pid $MAINPID --wait")
+    reload = dropin["Service.ExecReload"][0]
+    assert reload.startswith(f"/usr/bin/cinder-reload signal {service.name} --pid $MAINPID --wait")
     assert dropin["Service.RuntimeDirectoryPreserve"] == ["yes"]
     assert ("Service.RuntimeDirectory" in dropin) is (not distro.has_runtime_directory)
 

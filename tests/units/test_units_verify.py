@@ -61,7 +61,8 @@ After=syslog.target network.target
 [Service]
 Type=simple
 User=cinder
-ExecStart=/usr/bin/{service.name} --config-file /usr/share/cinder/cinder-dist.conf --config-file /etc/cinder/cinder.conf --logfile /var/log/cinder/{service.rdo_log}
+ExecStart=/usr/bin/{service.name} --config-file /usr/share/cinder/cinder-dist.conf \\
+    --config-file /etc/cinder/cinder.conf --logfile /var/log/cinder/{service.rdo_log}
 Restart=on-failure
 
 [Install]

@@ -26,7 +26,7 @@ from typing import Any
 from .commands import CommandResult, WaitTimeout, pid_exists
 from .managers import UserManager
 from .sysv import SysvRoot
-from .units import DaemonPaths, refdaemon_initscript, refdaemon_unit
+from .units import DaemonPaths, refdaemon_default, refdaemon_initscript, refdaemon_unit, runtime_directory
 
 __all__ = ["RefService", "SystemdRefService", "SysvRefService", "default_config"]
 
@@ -177,9 +177,11 @@ class SystemdRefService(RefService):
             manager.version, self.paths, timeout_start=timeout_start, timeout_stop=timeout_stop
         )
         self.unit_path = manager.install_unit(UNIT, self.unit_text)
+        self.runtime_directory = runtime_directory(self.unit_text)
 
     def state_file(self) -> Path:
-        return self.manager.host_path(f"{self.manager.runtime_dir}/{NAME}/{NAME}.reload.json")
+        # RuntimeDirectory= of a user manager is under $XDG_RUNTIME_DIR (systemd.exec(5)).
+        return self.manager.host_path(f"{self.manager.runtime_dir}/{self.runtime_directory}/{NAME}.reload.json")
 
     def start(self) -> CommandResult:
         return self.manager.start(UNIT)
@@ -204,29 +206,24 @@ class SysvRefService(RefService):
         super().__init__(workdir)
         self.root = root
         self.kind = root.name
-        self.pidfile = workdir / "refdaemon.pid"
         self.state_dir = workdir / "state"
+        self.pidfile = self.state_dir / f"{NAME}.pid"  # the script's default: $STATE_DIR/$NAME.pid
         self.paths = DaemonPaths(
-            root.python,
-            root.cinder_reload,
-            str(self.config),
-            str(self.socket),
-            str(self.log),
-            pidfile=str(self.pidfile),
-            state_dir=str(self.state_dir),
+            root.python, root.cinder_reload, str(self.config), str(self.socket), str(self.log), str(self.state_dir)
         )
-        self.script_text = refdaemon_initscript(self.paths, reload_timeout=reload_timeout, stop_timeout=stop_timeout)
+        self.script_text = refdaemon_initscript(self.paths, timeout_start=reload_timeout, timeout_stop=stop_timeout)
+        self.default_text = refdaemon_default(
+            self.paths, str(workdir), reload_timeout=reload_timeout, stop_timeout=stop_timeout
+        )
+        root.ns.write_file(f"/etc/default/{NAME}", self.default_text)
         self.script_path = root.install_initscript(NAME, self.script_text)
 
     def state_file(self) -> Path:
         return self.state_dir / f"{NAME}.reload.json"
 
     def start(self) -> CommandResult:
-        result = self.root.service(NAME, "start")
-        if result.ok:
-            # start-stop-daemon --background returns before the daemon wrote its pid file.
-            self.wait_status(lambda s: s["ActiveState"] == "active", "the pid file of a live daemon", 30)
-        return result
+        # The script's start-stop-daemon --notify-await returns after READY=1.
+        return self.root.service(NAME, "start")
 
     def reload(self, timeout: float = 120.0) -> CommandResult:
         return self.root.service(NAME, "reload", timeout=timeout)
@@ -258,4 +255,4 @@ class SysvRefService(RefService):
         }
 
     def status_command(self) -> CommandResult:
-        return self.root.run(["cinder-reload", "status", NAME, "--state-dir", str(self.state_dir)])
+        return self.root.service(NAME, "status")

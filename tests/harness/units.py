@@ -1,30 +1,35 @@
-"""Unit files and init scripts for the reference daemon, as the tests install them.
+"""The product's units and init scripts, rendered for the reference daemon.
 
-The product's own units and LSB scripts come from ``cinder-reload render``
-(issue 3).  When that exists (``cinder_reload.render``), ``refdaemon_unit``
-and ``refdaemon_initscript`` use it; until then they build the same two
-flavours by hand, so the harness and the tests already run:
+Everything comes from ``cinder_reload.render`` (issue 3), the code that
+renders the committed ``units/`` and ``initscripts/``, with a ``ServiceSpec``
+for the reference daemon.  What a test copy changes, and why:
 
-* systemd >= 253: ``Type=notify-reload`` (the manager sends SIGHUP and waits
-  for ``RELOADING=1`` + ``MONOTONIC_USEC`` and then ``READY=1``);
-* systemd < 253: ``Type=notify`` and a synchronous ``ExecReload=cinder-reload
-  signal ... --wait``.
+* ``User=``/``Group=`` are left out by the renderer itself (``user=None``): a
+  systemd user manager cannot switch users (real-components.md);
+* ``ExecStart=`` runs ``tests/refdaemon.py`` instead of ``cinder-reload run
+  refdaemon`` (which knows only cinder services): the one line replaced;
+* the cinder-reload path is the one of the environment (the repository's
+  venv on the host, ``/usr/local/bin/cinder-reload`` in the Debian root),
+  passed to the renderer as ``RenderSpec.cinder_reload``.
 
-The copies installed in a user manager have no ``User=``/``Group=`` (a user
-manager cannot switch users: real-components.md).
+The init script is rendered unchanged; its ``/etc/default/refdaemon`` (the
+override file the script reads) points it at the reference daemon, as an
+operator's would.
 """
 
 from __future__ import annotations
 
-import importlib
+import re
 import shlex
 from dataclasses import dataclass
 
+from cinder_reload.render import RenderSpec, ServiceSpec, render_initscript, render_unit
+
 from .namespaces import REPO
 
-__all__ = ["DaemonPaths", "render_available", "refdaemon_initscript", "refdaemon_unit"]
+__all__ = ["DaemonPaths", "refdaemon_default", "refdaemon_initscript", "refdaemon_unit", "runtime_directory"]
 
-NOTIFY_RELOAD_SINCE = 253
+NAME = "refdaemon"
 
 
 @dataclass(frozen=True)
@@ -36,119 +41,79 @@ class DaemonPaths:
     config: str
     socket: str
     log: str
-    pidfile: str = ""
     state_dir: str = ""
 
-    def exec_start(self, *, pidfile: bool = False) -> list[str]:
-        argv = [
-            self.python,
-            str(REPO / "tests/refdaemon.py"),
-            "--config-file",
-            self.config,
-            "--socket",
-            self.socket,
-            "--log-file",
-            self.log,
-        ]
-        if pidfile and self.pidfile:
-            argv += ["--pidfile", self.pidfile]
+    def daemon_args(self) -> list[str]:
+        argv = [str(REPO / "tests/refdaemon.py"), "--config-file", self.config, "--socket", self.socket]
+        argv += ["--log-file", self.log]
         if self.state_dir:
             argv += ["--state-dir", self.state_dir]
         return argv
 
 
-def render_available() -> bool:
-    try:
-        importlib.import_module("cinder_reload.render")
-    except ImportError:
-        return False
-    return True
+def _spec(systemd_version: int, paths: DaemonPaths, timeout_start: float, timeout_stop: float) -> RenderSpec:
+    start = max(1, round(timeout_start))
+    service = ServiceSpec(
+        name=NAME,
+        title="Reference daemon (tests)",
+        storage=True,  # no sandboxing: the daemon's files are in a test directory under /tmp
+        timeout_start=start,
+        rdo_log=f"{NAME}.log",
+    )
+    return RenderSpec(
+        systemd_version=systemd_version,
+        cinder_reload=paths.cinder_reload,
+        user=None,
+        group=None,
+        timeout_stop=max(1, round(timeout_stop)),
+        # ExecReload='s own --timeout stays below TimeoutStartSec= (render's rule), also for short test timeouts.
+        reload_margin=5 if start > 10 else 1,
+        services=(service,),
+    )
 
 
 def refdaemon_unit(
-    systemd_version: int,
-    paths: DaemonPaths,
-    *,
-    timeout_start: float = 30,
-    timeout_stop: float = 10,
-    reload_timeout: float | None = None,
+    systemd_version: int, paths: DaemonPaths, *, timeout_start: float = 30, timeout_stop: float = 10
 ) -> str:
-    """A user-manager unit running the reference daemon (fallback flavour)."""
-    exec_start = shlex.join(paths.exec_start())
-    lines = [
-        "[Unit]",
-        "Description=cinder-reload reference daemon (test)",
-        "",
-        "[Service]",
-    ]
-    if systemd_version >= NOTIFY_RELOAD_SINCE:
-        lines += ["Type=notify-reload", "NotifyAccess=main"]
-    else:
-        wait = reload_timeout if reload_timeout is not None else timeout_start
-        lines += [
-            "Type=notify",
-            "NotifyAccess=main",
-            f"ExecReload={paths.cinder_reload} signal refdaemon --pid $MAINPID --wait --timeout {wait:g}",
-        ]
-    lines += [
-        f"ExecStart={exec_start}",
-        "RuntimeDirectory=refdaemon",
-        "RuntimeDirectoryPreserve=yes",
-        "Restart=on-failure",
-        f"TimeoutStartSec={timeout_start:g}",
-        f"TimeoutStopSec={timeout_stop:g}",
-        "",
-    ]
-    return "\n".join(lines)
+    """The rendered unit for ``systemd_version``, running the reference daemon."""
+    spec = _spec(systemd_version, paths, timeout_start, timeout_stop)
+    text = render_unit(spec, spec.services[0])
+    exec_start = "ExecStart=" + shlex.join([paths.python, *paths.daemon_args()])
+    text, count = re.subn(r"(?m)^ExecStart=.*$", lambda _: exec_start, text)
+    if count != 1:
+        raise AssertionError(f"expected one ExecStart= in the rendered unit, found {count}:\n{text}")
+    if re.search(r"(?m)^(User|Group)=", text):
+        raise AssertionError(f"rendered with user=None but the unit still switches users:\n{text}")
+    return text
 
 
-def refdaemon_initscript(paths: DaemonPaths, *, reload_timeout: float = 30, stop_timeout: float = 10) -> str:
-    """An LSB init script for the reference daemon (fallback until issue 3's lands)."""
-    args = shlex.join(paths.exec_start(pidfile=True)[1:])
-    return f"""#!/bin/sh
-### BEGIN INIT INFO
-# Provides:          refdaemon
-# Required-Start:    $remote_fs $syslog
-# Required-Stop:     $remote_fs $syslog
-# Default-Start:     2 3 4 5
-# Default-Stop:      0 1 6
-# Short-Description: cinder-reload reference daemon (test)
-### END INIT INFO
-NAME=refdaemon
-DAEMON={paths.python}
-PIDFILE={paths.pidfile}
-STATE_DIR={paths.state_dir}
-OUTPUT={paths.log}.out
-. /lib/lsb/init-functions
+def runtime_directory(unit_text: str) -> str:
+    """The unit's (first) ``RuntimeDirectory=``: where its state files live."""
+    match = re.search(r"(?m)^RuntimeDirectory=(\S+)", unit_text)
+    if match is None:
+        raise AssertionError(f"no RuntimeDirectory= in the unit:\n{unit_text}")
+    return match.group(1)
 
-case "$1" in
-start)
-    log_daemon_msg "Starting $NAME" "$NAME"
-    start-stop-daemon --start --quiet --background --output "$OUTPUT" --pidfile "$PIDFILE" --exec "$DAEMON" -- {args}
-    log_end_msg $?
-    ;;
-stop)
-    log_daemon_msg "Stopping $NAME" "$NAME"
-    start-stop-daemon --stop --quiet --retry=TERM/{stop_timeout:g}/KILL/5 --pidfile "$PIDFILE" --remove-pidfile
-    rc=$?
-    [ $rc = 1 ] && rc=0   # not running: stopped already
-    log_end_msg $rc
-    exit $rc
-    ;;
-reload|force-reload)
-    # Synchronous: returns when the daemon's reload cycle finished, 1 if it
-    # failed (reason on stderr), 7 if not running.
-    {paths.cinder_reload} signal "$NAME" --pidfile "$PIDFILE" --state-dir "$STATE_DIR" \\
-        --wait --timeout {reload_timeout:g}
-    exit $?
-    ;;
-status)
-    status_of_proc -p "$PIDFILE" "$DAEMON" "$NAME"
-    ;;
-*)
-    echo "Usage: /etc/init.d/$NAME {{start|stop|status|reload|force-reload}}" >&2
-    exit 3
-    ;;
-esac
-exit 0
-"""
+
+def refdaemon_initscript(paths: DaemonPaths, *, timeout_start: float = 30, timeout_stop: float = 10) -> str:
+    """The rendered LSB init script (unchanged; configured by ``refdaemon_default``)."""
+    spec = _spec(0, paths, timeout_start, timeout_stop)
+    return render_initscript(spec, spec.services[0])
+
+
+def refdaemon_default(paths: DaemonPaths, workdir: str, *, reload_timeout: float = 30, stop_timeout: float = 10) -> str:
+    """``/etc/default/refdaemon``: the init script's overrides, pointing it at the reference daemon."""
+    settings = {
+        "CINDER_RELOAD": paths.cinder_reload,
+        "STATE_DIR": paths.state_dir,
+        "CINDER_USER": "root",
+        "CINDER_GROUP": "root",
+        "WORKDIR": workdir,
+        "DAEMON": paths.python,
+        "DAEMON_ARGS": shlex.join(paths.daemon_args()),
+        "START_TIMEOUT": "30",
+        "RELOAD_TIMEOUT": f"{reload_timeout:g}",
+        "STOP_TIMEOUT": f"{stop_timeout:g}",
+        "DAEMON_OUTPUT": f"{paths.log}.out",
+    }
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items())

@@ -7,17 +7,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from harness.commands import wait_until
 from harness.fixtures import namespaces_unavailable
 from harness.namespaces import REPO, processes_in_mount_ns
+from harness.refservice import RefService, SystemdRefService, SysvRefService
 from harness.roots import STAMP, root_key, trixie_root
+from harness.units import refdaemon_initscript
 
-pytestmark = pytest.mark.systemd
+from cinder_reload.render import RenderSpec, ServiceSpec, render_unit
 
 
+@pytest.mark.systemd
 def test_trixie_root_is_built_once_and_keyed() -> None:
     if namespaces_unavailable():
         pytest.skip(namespaces_unavailable() or "")
@@ -31,6 +35,7 @@ def test_trixie_root_is_built_once_and_keyed() -> None:
     assert root_key(("systemd",)) != root_key()  # another package list, another root
 
 
+@pytest.mark.systemd
 def test_managers_leave_nothing_behind(harness_workdir: Path, request: pytest.FixtureRequest) -> None:
     manager = request.getfixturevalue("systemd257")
     ns = manager.ns.ns
@@ -40,6 +45,7 @@ def test_managers_leave_nothing_behind(harness_workdir: Path, request: pytest.Fi
     assert processes_in_mount_ns(ns) == []
 
 
+@pytest.mark.process
 def test_sigterm_ends_a_synchronous_reload_wait_with_status_0(tmp_path: Path) -> None:
     """systemd SIGTERMs ExecReload= when a stop cancels the reload; that must not fail the unit."""
     marker = tmp_path / "got-hup"
@@ -83,3 +89,33 @@ def test_sigterm_ends_a_synchronous_reload_wait_with_status_0(tmp_path: Path) ->
     finally:
         target.kill()
         target.wait()
+
+
+def test_the_installed_unit_is_the_rendered_one_but_for_exec_start(
+    deploy_refdaemon: Callable[..., RefService], manager_path: str
+) -> None:
+    """The harness installs issue 3's rendered unit/script, changed only where a test must."""
+    service = deploy_refdaemon()
+    if isinstance(service, SysvRefService):
+        installed = service.script_path.read_text()
+        assert installed == refdaemon_initscript(service.paths)
+        assert "--notify-await" in installed and 'signal "$RELOAD_NAME"' in installed
+        return
+    assert isinstance(service, SystemdRefService)
+    installed = service.unit_path.read_text()
+    spec = RenderSpec(
+        systemd_version=service.manager.version,
+        cinder_reload=service.manager.cinder_reload,
+        user=None,
+        group=None,
+        timeout_stop=10,
+        services=(ServiceSpec("refdaemon", "Reference daemon (tests)", True, 30, "refdaemon.log"),),
+    )
+    rendered = render_unit(spec, spec.services[0])
+
+    def without_exec_start(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("ExecStart=")]
+
+    assert without_exec_start(installed) == without_exec_start(rendered)
+    expected_type = "Type=notify-reload" if service.manager.version >= 253 else "Type=notify"
+    assert expected_type in installed.splitlines(), installed

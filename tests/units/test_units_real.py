@@ -17,9 +17,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from harness.managers import UserManager
 
 from cinder_reload.render import SERVICES, RenderSpec, render_unit
-from harness.managers import UserManager
 
 pytestmark = pytest.mark.systemd
 

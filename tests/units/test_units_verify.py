@@ -140,3 +140,24 @@ def test_verify_257_debian13(version: int, sysv_root, harness_workdir: Path) -> 
     bad.write_text(f"[Service]\nType=bogus\nExecStart={ROOT_CINDER_RELOAD} status x\n")
     code, output = run(["systemd-analyze", "verify", str(bad)])
     assert "bogus" in output, output
+
+
+def _exposure(unit: Path) -> float:
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True, check=False
+    )
+    last = proc.stdout.strip().splitlines()[-1]  # "→ Overall exposure level for NAME: 1.5 OK 🙂"
+    return float(last.split(": ")[1].split()[0])
+
+
+def test_security_exposure_252(tmp_path: Path) -> None:
+    """The figures in doc/units.md: the sandboxed units score far below the
+    distributions' units; the storage units score like them, on purpose."""
+    units = prepare(tmp_path, RenderSpec(systemd_version=252, cinder_reload=HOST_CINDER_RELOAD))
+    ours = {u.name: _exposure(u) for u in units if u.parent.name == "units" and u.suffix == ".service"}
+    rdo = {u.name: _exposure(u) for u in units if u.parent.name == "rdo"}
+    for name in ("cinder-api.service", "cinder-scheduler.service"):
+        assert ours[name] <= 2.0, ours
+        assert ours[name] < rdo[f"openstack-{name}"] - 5, (ours, rdo)
+    for name in ("cinder-volume.service", "cinder-backup.service"):
+        assert ours[name] == rdo[f"openstack-{name}"], (ours, rdo)

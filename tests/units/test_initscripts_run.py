@@ -8,6 +8,12 @@ a private mount namespace where a temporary directory is bind-mounted over
 ``/etc/default`` (the host's ``/etc`` and ``/etc/init.d`` are never touched).
 The daemon it starts lives on after the command, in that namespace; it is
 stopped through the script, or by PID at teardown.
+
+The same scenario runs a second time on Debian 13 (the harness's cached
+root, manager-less, tests/harness/sysv.py) through ``service cinder-volume
+VERB``, as an operator types it there: the script installed as
+``/etc/init.d/cinder-volume`` and its settings as
+``/etc/default/cinder-volume`` in the root's overlay.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import pytest
 from harness.commands import CommandResult, pid_exists, run, wait_until
+from harness.sysv import SysvRoot
 
 pytestmark = pytest.mark.sysv
 
@@ -78,10 +85,8 @@ class InitScript:
     def state_file(self) -> Path:
         return self.state_dir / "refdaemon.reload.json"
 
-    def install(self) -> None:
-        self.script.parent.mkdir()
-        shutil.copy2(SCRIPT, self.script)
-        (self.root / "default").mkdir()
+    def default_file(self, python: str, cinder_reload: str) -> str:
+        """``/etc/default/cinder-volume``: the script pointed at the reference daemon."""
         daemon_args = [
             str(REPO / "tests" / "refdaemon.py"),
             "--config-file", str(self.config),
@@ -90,21 +95,26 @@ class InitScript:
             "--log-file", str(self.root / "refdaemon.log"),
         ]  # fmt: skip
         settings = {
-            "CINDER_RELOAD": str(CINDER_RELOAD),
+            "CINDER_RELOAD": cinder_reload,
             "RELOAD_NAME": "refdaemon",  # the reference daemon's state file name
             "STATE_DIR": str(self.state_dir),
             "CINDER_USER": "root",
             "CINDER_GROUP": "root",
             "WORKDIR": str(self.root),
-            "DAEMON": sys.executable,
+            "DAEMON": python,
             "DAEMON_ARGS": shlex.join(daemon_args),
             "START_TIMEOUT": "30",
             "RELOAD_TIMEOUT": "30",
             "STOP_TIMEOUT": "10",
             "DAEMON_OUTPUT": str(self.root / "daemon.out"),
         }
-        lines = [f"{key}={shlex.quote(value)}" for key, value in settings.items()]
-        (self.root / "default" / "cinder-volume").write_text("\n".join(lines) + "\n")
+        return "".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items())
+
+    def install(self) -> None:
+        self.script.parent.mkdir()
+        shutil.copy2(SCRIPT, self.script)
+        (self.root / "default").mkdir()
+        (self.root / "default" / "cinder-volume").write_text(self.default_file(sys.executable, str(CINDER_RELOAD)))
         self.config.write_text(_config("one"))
 
     def __call__(self, verb: str, timeout: float = 60) -> CommandResult:
@@ -130,6 +140,25 @@ class InitScript:
             client.connect(str(self.socket))
             client.sendall(f"{backend}\n".encode())
             return client.makefile("r").readline().strip()
+
+
+@dataclass
+class Debian13InitScript(InitScript):
+    """The same script, installed in the Debian 13 root and run by ``service``."""
+
+    sysv: SysvRoot | None = None
+
+    def install(self) -> None:
+        assert self.sysv is not None
+        self.sysv.install_initscript("cinder-volume", SCRIPT.read_text())
+        self.sysv.ns.write_file(
+            "/etc/default/cinder-volume", self.default_file(self.sysv.python, self.sysv.cinder_reload)
+        )
+        self.config.write_text(_config("one"))
+
+    def __call__(self, verb: str, timeout: float = 60) -> CommandResult:
+        assert self.sysv is not None
+        return self.sysv.service("cinder-volume", verb, timeout=timeout)
 
 
 @pytest.fixture
@@ -159,7 +188,22 @@ def _expect(result: CommandResult, code: int) -> CommandResult:
     return result
 
 
-def test_lsb_verbs_against_the_reference_daemon(initscript: InitScript) -> None:
+@pytest.fixture
+def debian13_initscript(sysv_root: SysvRoot, harness_workdir: Path) -> Debian13InitScript:
+    service = Debian13InitScript(harness_workdir, sysv=sysv_root)
+    service.install()
+    return service
+
+
+def test_lsb_verbs_debian12(initscript: InitScript) -> None:
+    lsb_verbs(initscript)
+
+
+def test_lsb_verbs_debian13_service(debian13_initscript: Debian13InitScript) -> None:
+    lsb_verbs(debian13_initscript)
+
+
+def lsb_verbs(initscript: InitScript) -> None:
     # start: returns once the daemon sent READY=1 (--notify-await), so it answers at once.
     _expect(initscript("start"), 0)
     pid = initscript.pid()

@@ -150,7 +150,8 @@ def test_dropins_replace_execstart_and_add_reload(service, distro) -> None:  # t
     assert start[1].startswith(f"/usr/bin/cinder-reload run {service.name} -- ")
     assert "/etc/cinder/cinder.conf" in start[1]
     assert dropin["Service.Type"] == ["notify"]
-    reload = dropin["Service.ExecReload"][0]
+    assert dropin["Service.ExecReload"][0] == "", "the unit's own ExecReload= must be reset first"
+    reload = dropin["Service.ExecReload"][1]
     assert reload.startswith(f"/usr/bin/cinder-reload signal {service.name} --pid $MAINPID --wait")
     assert dropin["Service.RuntimeDirectoryPreserve"] == ["yes"]
     assert ("Service.RuntimeDirectory" in dropin) is (not distro.has_runtime_directory)

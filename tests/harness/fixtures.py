@@ -7,8 +7,10 @@ Fixtures:
   closed after the test.
 * ``sysv_root``: the manager-less Debian 13 root (``SysvRoot``).
 * ``debian13_root``: the cached root's path (session scope, read-only).
-* ``manager_path``: parametrised over the three paths (``systemd-252``,
-  ``systemd-257``, ``sysv``), with the ``systemd``/``sysv`` marks, and
+* ``manager_path``: parametrised over the paths (``systemd-252``,
+  ``systemd-257`` with the notify-reload flavour, ``systemd-257-sync`` with
+  the < 253 flavour that the committed units/ use, ``sysv``), with the
+  ``systemd``/``sysv`` marks, and
   ``deploy_refdaemon``: a factory that installs the reference daemon on that
   path (unit or init script), starts it and returns a ``RefService``.
 
@@ -36,7 +38,7 @@ from .sysv import SysvRoot
 
 __all__ = ["namespaces_unavailable"]
 
-PATHS = ("systemd-252", "systemd-257", "sysv")
+PATHS = ("systemd-252", "systemd-257", "systemd-257-sync", "sysv")
 
 
 @functools.cache
@@ -129,6 +131,7 @@ def sysv_root(harness_workdir: Path) -> Iterator[SysvRoot]:
     params=[
         pytest.param("systemd-252", marks=pytest.mark.systemd, id="systemd-252"),
         pytest.param("systemd-257", marks=pytest.mark.systemd, id="systemd-257"),
+        pytest.param("systemd-257-sync", marks=pytest.mark.systemd, id="systemd-257-sync"),
         pytest.param("sysv", marks=pytest.mark.sysv, id="sysv"),
     ]
 )
@@ -155,8 +158,14 @@ def deploy_refdaemon(
         else:
             fixture = "systemd252" if manager_path == "systemd-252" else "systemd257"
             manager: UserManager = request.getfixturevalue(fixture)
+            # systemd-257-sync: the committed default units (the < 253 flavour) on systemd 257.
+            flavour = 252 if manager_path == "systemd-257-sync" else None
             service = SystemdRefService(
-                manager, harness_workdir, timeout_start=timeout_start, timeout_stop=timeout_stop
+                manager,
+                harness_workdir,
+                timeout_start=timeout_start,
+                timeout_stop=timeout_stop,
+                flavour_version=flavour,
             )
         if config is not None:
             service.write_config(config)

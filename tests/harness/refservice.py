@@ -157,7 +157,13 @@ class RefService:
 
 
 class SystemdRefService(RefService):
-    """The daemon as a unit of a user manager (252: Type=notify + ExecReload; >= 253: notify-reload)."""
+    """The daemon as a unit of a user manager.
+
+    The unit is rendered for the manager's version (252: ``Type=notify`` +
+    synchronous ``ExecReload=``; >= 253: ``Type=notify-reload``) unless
+    ``flavour_version`` asks for another flavour (e.g. 252's, the committed
+    default, on systemd 257).
+    """
 
     def __init__(
         self,
@@ -166,6 +172,7 @@ class SystemdRefService(RefService):
         *,
         timeout_start: float = 30,
         timeout_stop: float = 10,
+        flavour_version: int | None = None,
     ) -> None:
         super().__init__(workdir)
         self.manager = manager
@@ -173,8 +180,9 @@ class SystemdRefService(RefService):
         self.paths = DaemonPaths(
             manager.python, manager.cinder_reload, str(self.config), str(self.socket), str(self.log)
         )
+        self.flavour_version = flavour_version or manager.version
         self.unit_text = refdaemon_unit(
-            manager.version, self.paths, timeout_start=timeout_start, timeout_stop=timeout_stop
+            self.flavour_version, self.paths, timeout_start=timeout_start, timeout_stop=timeout_stop
         )
         self.unit_path = manager.install_unit(UNIT, self.unit_text)
         self.runtime_directory = runtime_directory(self.unit_text)

@@ -104,7 +104,7 @@ def test_the_installed_unit_is_the_rendered_one_but_for_exec_start(
     assert isinstance(service, SystemdRefService)
     installed = service.unit_path.read_text()
     spec = RenderSpec(
-        systemd_version=service.manager.version,
+        systemd_version=service.flavour_version,
         cinder_reload=service.manager.cinder_reload,
         user=None,
         group=None,
@@ -117,5 +117,5 @@ def test_the_installed_unit_is_the_rendered_one_but_for_exec_start(
         return [line for line in text.splitlines() if not line.startswith("ExecStart=")]
 
     assert without_exec_start(installed) == without_exec_start(rendered)
-    expected_type = "Type=notify-reload" if service.manager.version >= 253 else "Type=notify"
+    expected_type = "Type=notify-reload" if service.flavour_version >= 253 else "Type=notify"
     assert expected_type in installed.splitlines(), installed

@@ -1,9 +1,11 @@
 """What an operator sees when reloading under a real manager (issue 4).
 
-Each test runs on three paths (fixture ``manager_path``):
+Each test runs on four paths (fixture ``manager_path``):
 * ``systemd-252``: Debian 12's systemd as a user manager, unit ``Type=notify``
   with a synchronous ``ExecReload=cinder-reload signal --wait``;
 * ``systemd-257``: Debian 13's systemd as a user manager, ``Type=notify-reload``;
+* ``systemd-257-sync``: the same manager with the ``< 253`` flavour (``Type=notify``
+  + synchronous ``ExecReload=``), which the committed ``units/`` use by default;
 * ``sysv``: Debian 13 with no manager, ``service refdaemon reload`` running the
   LSB script.
 

@@ -167,3 +167,29 @@ def test_templates_ship_inside_the_package() -> None:
 
     templates = Path(cinder_reload.__file__).parent / "templates"
     assert (templates / "service.j2").is_file() and (templates / "initscript.j2").is_file()
+
+
+@pytest.mark.packaging
+def test_wheel_carries_the_templates(tmp_path: Path) -> None:
+    """An installed cinder-reload renders too: the wheel holds templates/ under
+    cinder_reload/ (the symlink's targets, through package-data)."""
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "cinder_reload", src / "cinder_reload", symlinks=True, ignore=ignore)
+    shutil.copytree(REPO / "templates", src / "templates")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = (tmp_path / "dist").glob("cinder_reload-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for template in (REPO / "templates").iterdir():
+        assert f"cinder_reload/templates/{template.name}" in names, sorted(names)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -42,8 +43,10 @@ __all__ = [
     "ServiceSpec",
     "add_parser",
     "check_tree",
+    "render_default",
     "render_dropin",
     "render_initscript",
+    "render_path_units",
     "render_tree",
     "render_unit",
     "unit_name",
@@ -204,6 +207,7 @@ class RenderedFile:
     mode: int = 0o644
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),

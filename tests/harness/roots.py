@@ -35,9 +35,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["CACHE_DIR", "TRIXIE_PACKAGES", "RootBuildError", "root_key", "trixie_root"]
+__all__ = ["CACHE_DIR", "TRIXIE_PACKAGES", "RootBuildError", "cached_root", "root_key", "trixie_root"]
 
 CACHE_DIR = Path(os.environ.get("CINDER_RELOAD_CACHE", "/var/cache/cinder-reload"))
 SUITE = "trixie"
@@ -72,14 +73,15 @@ def root_key(packages: tuple[str, ...] = TRIXIE_PACKAGES) -> str:
 
 
 def _valid(root: Path, key: str) -> bool:
+    # The stamp is written last, after a complete build: no stamp, no root.
     try:
         stamp = json.loads((root / STAMP).read_text())
     except (OSError, ValueError):
         return False
-    return stamp.get("key") == key and (root / "usr/lib/systemd/systemd").exists()
+    return bool(stamp.get("key") == key)
 
 
-def _build(target: Path, key: str, log: Path) -> None:
+def _debootstrap(target: Path, log: Path) -> dict[str, object]:
     if shutil.which("debootstrap") is None:
         raise RootBuildError("debootstrap is not installed (tools/setup installs it from tools/apt-packages.txt)")
     cmd = [
@@ -90,71 +92,78 @@ def _build(target: Path, key: str, log: Path) -> None:
         str(target),
         MIRROR,
     ]
-    started = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-20:]
         raise RootBuildError(f"{' '.join(cmd)} failed ({proc.returncode}); log {log}:\n" + "\n".join(tail))
+    if not (target / "usr/lib/systemd/systemd").exists():
+        raise RootBuildError(f"debootstrap succeeded but {target} has no systemd; log {log}")
     # Nothing may start services inside the root while packages are installed
     # later (dpkg -i in an overlay): Debian's policy-rc.d convention.
     policy = target / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
-    # Drop the apt caches debootstrap leaves: they are most of the size.
+    # Drop the packages debootstrap downloaded: a third of the size.
     for cache in (target / "var/cache/apt/archives").glob("*.deb"):
         cache.unlink()
-    (target / STAMP).write_text(
-        json.dumps(
-            {
-                "key": key,
-                "suite": SUITE,
-                "variant": VARIANT,
-                "mirror": MIRROR,
-                "packages": sorted(TRIXIE_PACKAGES),
-                "format": FORMAT,
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "build_seconds": round(time.monotonic() - started, 1),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    return {"suite": SUITE, "variant": VARIANT, "mirror": MIRROR, "packages": sorted(TRIXIE_PACKAGES), "format": FORMAT}
 
 
-def trixie_root() -> Path:
-    """The cached Debian 13 root (built on first use); treat it as read-only."""
-    key = root_key()
-    link = CACHE_DIR / "trixie-root"
+Builder = Callable[[Path, Path], Mapping[str, object]]
+
+
+def cached_root(cache_dir: Path, name: str, key: str, build: Builder) -> Path:
+    """``cache_dir/name.<key>``, built by ``build(target, log)`` unless already there.
+
+    The build happens in ``cache_dir/.name.building.*``; the stamp is written
+    when ``build`` returned, then the directory is renamed into place and the
+    ``cache_dir/name`` symlink replaced in one rename.  A failed or killed
+    build is never published; its leftovers are removed by the next build.
+    Roots of other keys are removed once the new one is published.
+    """
+    link = cache_dir / name
     if _valid(link, key):
         return link.resolve()
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_DIR / ".trixie-root.lock", "w") as lock:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same root
         if _valid(link, key):
             return link.resolve()
-        previous = link.resolve() if link.is_symlink() or link.exists() else None
-        tmp = Path(tempfile.mkdtemp(prefix=".trixie-root.building.", dir=CACHE_DIR))
-        tmp.chmod(0o755)  # it becomes "/": mkdtemp's 0700 would lock out every user but root
-        try:
-            _build(tmp, key, CACHE_DIR / "trixie-root.build.log")
-            final = CACHE_DIR / f"trixie-root.{key}"
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        for stale in cache_dir.glob(f".{name}.building.*"):  # killed builds (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        final = cache_dir / f"{name}.{key}"
+        if not _valid(final, key):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.building.", dir=cache_dir))
+            tmp.chmod(0o755)  # it becomes "/": mkdtemp's 0700 would lock out every user but root
+            try:
+                started = time.monotonic()
+                info = dict(build(tmp, cache_dir / f"{name}.build.log"))
+                info.update(
+                    key=key,
+                    built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    build_seconds=round(time.monotonic() - started, 1),
+                )
+                (tmp / STAMP).write_text(json.dumps(info, indent=2) + "\n")
+                if final.exists():
+                    shutil.rmtree(final)  # an unstamped leftover
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         # Publish: replace the symlink in one rename.
-        new_link = CACHE_DIR / f".trixie-root.link.{os.getpid()}"
+        new_link = cache_dir / f".{name}.link.{os.getpid()}"
         new_link.unlink(missing_ok=True)
         new_link.symlink_to(final.name)
         if link.exists() and not link.is_symlink():
             shutil.rmtree(link)  # an old layout: a plain directory
         os.replace(new_link, link)
-        if previous is not None and previous != final and previous.exists() and previous.parent == CACHE_DIR:
-            shutil.rmtree(previous, ignore_errors=True)
-        # Leftovers of killed builds.
-        for stale in CACHE_DIR.glob(".trixie-root.building.*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for old in cache_dir.glob(f"{name}.*"):
+            if old.is_dir() and old != final and len(old.name) == len(final.name):
+                shutil.rmtree(old, ignore_errors=True)  # roots of other keys
         return final
+
+
+def trixie_root() -> Path:
+    """The cached Debian 13 root (built on first use); treat it as read-only."""
+    return cached_root(CACHE_DIR, "trixie-root", root_key(), _debootstrap)

@@ -15,7 +15,7 @@ from harness.commands import wait_until
 from harness.fixtures import namespaces_unavailable
 from harness.namespaces import REPO, processes_in_mount_ns
 from harness.refservice import RefService, SystemdRefService, SysvRefService
-from harness.roots import STAMP, root_key, trixie_root
+from harness.roots import STAMP, cached_root, root_key, trixie_root
 from harness.units import refdaemon_initscript
 
 from cinder_reload.render import RenderSpec, ServiceSpec, render_unit
@@ -119,3 +119,40 @@ def test_the_installed_unit_is_the_rendered_one_but_for_exec_start(
     assert without_exec_start(installed) == without_exec_start(rendered)
     expected_type = "Type=notify-reload" if service.flavour_version >= 253 else "Type=notify"
     assert expected_type in installed.splitlines(), installed
+
+
+class _Killed(BaseException):
+    """Stands in for a build killed half-way (KeyboardInterrupt, SIGTERM -> SystemExit)."""
+
+
+def test_cached_root_publishes_only_complete_builds(tmp_path: Path) -> None:
+    builds: list[str] = []
+
+    def good(target: Path, log: Path) -> dict[str, object]:
+        builds.append(target.name)
+        (target / "etc").mkdir()
+        (target / "etc/os-release").write_text("fake\n")
+        return {"what": "fake"}
+
+    def killed(target: Path, log: Path) -> dict[str, object]:
+        (target / "half").write_text("half a root")
+        raise _Killed()
+
+    with pytest.raises(_Killed):
+        cached_root(tmp_path, "r", "k1", killed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.lock"], "a failed build left something behind"
+
+    (tmp_path / ".r.building.dead").mkdir()  # what a SIGKILLed build leaves: never published
+    first = cached_root(tmp_path, "r", "k1", good)
+    assert not (tmp_path / ".r.building.dead").exists()
+    assert first == tmp_path / "r.k1" and (tmp_path / "r").resolve() == first
+    assert json.loads((first / STAMP).read_text())["key"] == "k1"
+    assert cached_root(tmp_path, "r", "k1", good) == first and len(builds) == 1  # cached
+
+    with pytest.raises(_Killed):  # a new key whose build dies: the old root stays published
+        cached_root(tmp_path, "r", "k2", killed)
+    assert (tmp_path / "r").resolve() == first
+
+    second = cached_root(tmp_path, "r", "k2", good)  # a new key: rebuilt, published, old removed
+    assert (tmp_path / "r").resolve() == second == tmp_path / "r.k2"
+    assert not first.exists() and len(builds) == 2

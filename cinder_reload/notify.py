@@ -22,6 +22,7 @@ reported there (see doc/reload-cycle.rst).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -145,6 +146,8 @@ class SystemdNotifier:
         self.backend, self._sender = _pick_backend(backend)
         self._environ = environ if environ is not None else os.environ
         self._warned = False
+        self._sent_once = False
+        self._gone = False
         self.last_error: OSError | None = None
 
     @property
@@ -155,16 +158,25 @@ class SystemdNotifier:
     def send(self, message: str) -> bool:
         """Send ``message``; True if sent, False if there is no manager."""
         address = self.address
-        if address is None:
+        if address is None or self._gone:
             return False
         try:
             self._sender(message, address)
         except OSError as exc:
             self.last_error = exc
+            if self._sent_once and exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                # The receiver went away after we reached it: start-stop-daemon
+                # --notify-await (LSB init scripts) removes its socket once it
+                # has READY=1.  Expected, not a failure: say so once, stop.
+                self._gone = True
+                LOG.info("sd_notify socket %s is gone (its listener only waited for READY=1); "
+                         "not sending further notifications", address)
+                return False
             level = logging.DEBUG if self._warned else logging.WARNING
             self._warned = True
             LOG.log(level, "sd_notify to %s via %s failed: %s", address, self.backend, exc)
             return False
+        self._sent_once = True
         return True
 
     def ready(self, status: str) -> bool:

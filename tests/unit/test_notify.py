@@ -102,3 +102,20 @@ def test_send_failure_warns_once_and_is_not_swallowed(
 
 def test_auto_prefers_libsystemd() -> None:
     assert SystemdNotifier("auto").backend == "libsystemd"
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "socket"])
+def test_listener_gone_after_ready_is_said_once_at_info(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, backend: str
+) -> None:
+    # start-stop-daemon --notify-await removes its socket once READY=1 arrived.
+    receiver = NotifyListener(str(tmp_path / "ssd-notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", receiver.address)
+    notifier = SystemdNotifier(backend)
+    assert notifier.ready("up") is True
+    receiver.wait_for(lambda m: m.get("READY") == "1")
+    receiver.close()
+    with caplog.at_level(logging.DEBUG, logger="cinder_reload.notify"):
+        assert notifier.reloading("r") is False
+        assert notifier.ready("again") is False
+    assert [(r.levelno, "is gone" in r.getMessage()) for r in caplog.records] == [(logging.INFO, True)]

@@ -128,6 +128,13 @@ class RefDaemon:
         env.pop("RUNTIME_DIRECTORY", None)
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=workdir)
 
+    def __enter__(self) -> RefDaemon:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     @property
     def pid(self) -> int:
         return self.proc.pid

@@ -129,9 +129,7 @@ def test_unreadable_file_is_refused(tmp_path: Path) -> None:
     # root reads any file: the daemon runs without the capabilities that let
     # it, as a service with CapabilityBoundingSet= or User= would.
     no_dac = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
-    d = RefDaemon(tmp_path, BASE_CONFIG, prefix=no_dac)
-    try:
-        d.wait_ready()
+    with RefDaemon(tmp_path, BASE_CONFIG, prefix=no_dac) as d:
         d.config_file.chmod(0o000)
 
         result = d.reload()
@@ -139,8 +137,6 @@ def test_unreadable_file_is_refused(tmp_path: Path) -> None:
         assert result.returncode == 1
         assert "permission denied" in result.stderr
         assert_still_serving_old(d, d.pid)
-    finally:
-        d.stop()
 
 
 def test_reinit_failure_rolls_back_that_group_only(plain: RefDaemon) -> None:
@@ -271,9 +267,7 @@ def test_sighup_before_ready_is_not_lost(tmp_path: Path) -> None:
 
 def test_drain_waits_for_in_flight_and_new_requests_wait_not_fail(tmp_path: Path) -> None:
     config = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 1.0")
-    d = RefDaemon(tmp_path, config)
-    try:
-        d.wait_ready()
+    with RefDaemon(tmp_path, config) as d:
         replies: list[str] = []
         first = d.hold("backend1", replies)
         d.edit(config.replace("label = one", "label = uno"))
@@ -288,17 +282,13 @@ def test_drain_waits_for_in_flight_and_new_requests_wait_not_fail(tmp_path: Path
         assert "backend1 label=one generation=0 greeting=hello" in replies, "in-flight finished on old object"
         assert "backend1 label=uno generation=1 greeting=hello" in replies, "waiting request served by new object"
         assert "backend2 label=two generation=0 greeting=hello" in replies
-    finally:
-        d.stop()
 
 
 def test_drain_timeout_aborts_cycle_and_reports(tmp_path: Path) -> None:
     config = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 3").replace(
         "drain_timeout = 10", "drain_timeout = 0.5"
     )
-    d = RefDaemon(tmp_path, config)
-    try:
-        d.wait_ready()
+    with RefDaemon(tmp_path, config) as d:
         replies: list[str] = []
         held = d.hold("backend1", replies)
         d.edit(config.replace("label = one", "label = uno"))
@@ -313,15 +303,11 @@ def test_drain_timeout_aborts_cycle_and_reports(tmp_path: Path) -> None:
         held.join(10)
         assert replies == ["backend1 label=one generation=0 greeting=hello"]
         assert d.ask("backend1").startswith("backend1 label=one generation=0"), "gate reopened, old config kept"
-    finally:
-        d.stop()
 
 
 def test_slow_drain_extends_systemd_timeout(tmp_path: Path) -> None:
     config = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 1.5\ndrain_report_seconds = 0.3")
-    d = RefDaemon(tmp_path, config)
-    try:
-        d.wait_ready()
+    with RefDaemon(tmp_path, config) as d:
         replies: list[str] = []
         held = d.hold("backend1", replies)
         d.edit(config.replace("label = one", "label = uno"))
@@ -331,8 +317,6 @@ def test_slow_drain_extends_systemd_timeout(tmp_path: Path) -> None:
         extend = d.notify.wait_for(lambda m: "EXTEND_TIMEOUT_USEC" in m, 1)
         assert int(d.notify.messages[extend]["EXTEND_TIMEOUT_USEC"]) > 0
         assert any("draining for" in m.get("STATUS", "") for m in d.notify.messages)
-    finally:
-        d.stop()
 
 
 def test_sigterm_mid_cycle_stops_cleanly(tmp_path: Path) -> None:

@@ -69,6 +69,20 @@ def test_storm_of_wakeups_never_fills_the_pipe() -> None:
         inbox.close()
 
 
+def hold_operation(gates: DrainGates, scope: str) -> threading.Event:
+    """Start an operation in ``scope`` that runs until the returned event is set."""
+    entered, release = threading.Event(), threading.Event()
+
+    def operation() -> None:
+        with gates.scope(scope).operation():
+            entered.set()
+            release.wait(5)
+
+    threading.Thread(target=operation, daemon=True).start()
+    assert entered.wait(5)
+    return release
+
+
 def test_closed_gate_makes_new_operations_wait_not_fail() -> None:
     gates = DrainGates()
     gate = gates.scope("b1")
@@ -86,38 +100,18 @@ def test_closed_gate_makes_new_operations_wait_not_fail() -> None:
 
 def test_drain_waits_for_in_flight_operations() -> None:
     gates = DrainGates()
-    release = threading.Event()
-    entered = threading.Event()
-
-    def operation() -> None:
-        with gates.scope("b1").operation():
-            entered.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=operation)
-    worker.start()
-    entered.wait(5)
+    release = hold_operation(gates, "b1")
     threading.Timer(0.1, release.set).start()
     started = time.monotonic()
     closed = gates.drain(["b1"], timeout=5)
     assert time.monotonic() - started >= 0.09
     assert gates.scope("b1").in_flight == 0 and closed[0].closed
     closed[0].open()
-    worker.join()
 
 
 def test_drain_timeout_reopens_every_gate() -> None:
     gates = DrainGates()
-    release = threading.Event()
-    entered = threading.Event()
-
-    def operation() -> None:
-        with gates.scope("b1").operation():
-            entered.set()
-            release.wait(5)
-
-    threading.Thread(target=operation).start()
-    entered.wait(5)
+    release = hold_operation(gates, "b1")
     with pytest.raises(DrainTimeout, match=r"could not drain 'b1' within 0.2s: 1 operation\(s\) still in flight"):
         gates.drain(["b2", "b1"], timeout=0.2)
     assert not gates.scope("b1").closed and not gates.scope("b2").closed
@@ -136,15 +130,7 @@ def test_draining_one_scope_never_pauses_another() -> None:
 
 def test_drain_abort_reopens_and_raises() -> None:
     gates = DrainGates()
-    entered, release = threading.Event(), threading.Event()
-
-    def operation() -> None:
-        with gates.scope("b1").operation():
-            entered.set()
-            release.wait(5)
-
-    threading.Thread(target=operation).start()
-    entered.wait(5)
+    release = hold_operation(gates, "b1")
     stop = threading.Event()
     threading.Timer(0.1, stop.set).start()
     with pytest.raises(DrainAborted):
@@ -155,15 +141,7 @@ def test_drain_abort_reopens_and_raises() -> None:
 
 def test_slow_drain_is_reported_periodically() -> None:
     gates = DrainGates()
-    entered, release = threading.Event(), threading.Event()
-
-    def operation() -> None:
-        with gates.scope("b1").operation():
-            entered.set()
-            release.wait(5)
-
-    threading.Thread(target=operation).start()
-    entered.wait(5)
+    release = hold_operation(gates, "b1")
     reports: list[tuple[float, dict[str, int]]] = []
     threading.Timer(0.35, release.set).start()
     gates.drain(["b1"], timeout=5, on_slow=lambda t, n: reports.append((t, n)), slow_after=0.1)[0].open()

@@ -29,7 +29,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from ..diff import OptKey
 from ..engine import ReloadEngine
 from ..events import EventSink, OsloMessagingEvents
 from ..notify import SystemdNotifier
-from ..workers import SignalledWorkers, worker_service_name
+from ..workers import SignalledWorkers, WorkerResult, worker_service_name
 
 __all__ = ["Integration", "WorkerService", "install"]
 
@@ -135,6 +135,12 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
         return self.name if self.copies == 1 else f"{self.name}-{pid}"
 
     def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # oslo.service's threading backend (cotyledon) runs a worker's
+            # service in a thread, where no signal handler can be installed;
+            # cotyledon restarts its workers on reload (see ThreadingReload).
+            self.inner.start()
+            return
         # Runs in the worker, in a greenthread of oslo.service's Launcher.
         engine = self.integration.worker_engine(self.name_of(os.getpid()), self.inner)
         self.engine = engine
@@ -186,6 +192,74 @@ class SingleService(ServiceBase):  # type: ignore[misc]
 
     def __getattr__(self, key: str) -> Any:
         return getattr(self.__dict__["inner"], key)
+
+
+class CotyledonRestart:
+    """The workers' part of a reload under cotyledon: it restarts them all."""
+
+    def __init__(self, dispatch: Callable[[int], None], groups: Collection[str]) -> None:
+        self._dispatch = dispatch
+        self._groups = frozenset(groups)
+
+    def groups(self) -> Collection[str]:
+        return self._groups
+
+    def reload(self, generation: int, timeout: float) -> list[WorkerResult]:
+        LOG.info("reload #%d: valid configuration; cotyledon restarts the workers to apply it", generation)
+        self._dispatch(signal.SIGHUP)
+        return [
+            WorkerResult(
+                "workers",
+                None,
+                True,
+                "restarted by cotyledon (threading backend): every worker starts on the new configuration",
+                reinitialized=tuple(sorted(self._groups)),
+            )
+        ]
+
+
+class ThreadingReload:
+    """The reload under oslo.service's threading backend (cotyledon's ServiceManager).
+
+    cotyledon owns the main process's signals through ``signal.set_wakeup_fd``
+    and dispatches them from its main loop (``_on_signal_received``); on
+    SIGHUP it mutates the configuration (oslo_config_glue) and restarts
+    every worker.  Its workers run their service in a thread, where no
+    signal can be caught.  So here the engine runs in the main loop: SIGHUP
+    first runs a cycle in the main process (RELOADING=1, validation, the
+    main process's own changes), and only a valid configuration goes on to
+    cotyledon's own reload, which restarts the workers with it.  A broken
+    file ends the cycle with nothing else happening; READY=1 reports the
+    outcome either way.  Uses one private name of cotyledon,
+    ``_on_signal_received``, its documented-in-code dispatch point.
+    """
+
+    def __init__(self, engine: ReloadEngine, manager: Any, integration: Integration) -> None:
+        self.engine = engine
+        self.manager = manager
+        self.integration = integration
+
+    def wait(self, run: Callable[[], Any]) -> Any:
+        self.engine.events.extend(self.integration.events())
+        dispatch = self.manager._on_signal_received
+        self.engine.workers = CotyledonRestart(dispatch, self.integration.all_worker_groups())
+
+        def on_signal(sig: int) -> None:
+            if sig == signal.SIGHUP:
+                # In cotyledon's main loop, the main thread: the cycle runs
+                # here, and CotyledonRestart hands a valid file on to cotyledon.
+                self.engine.run_cycle()
+            else:
+                dispatch(sig)
+
+        self.manager._on_signal_received = on_signal
+        # cotyledon starts its workers inside run(); READY=1 as early as
+        # cotyledon's own notify would have sent it (NOTIFY_SOCKET is ours).
+        self.engine.ready("Serving (threading backend: workers restart on reload)")
+        try:
+            return run()
+        finally:
+            self.engine.stop()
 
 
 def _worker_name(service: Any, integration: Integration) -> str:
@@ -246,6 +320,10 @@ def install(integration: Integration) -> None:
             return pids
 
         def wait(self) -> None:
+            manager = getattr(self, "_manager", None)
+            if manager is not None:  # oslo.service's threading backend: cotyledon
+                ThreadingReload(self.engine, manager, integration).wait(super().wait)
+                return
             self.engine.events.extend(integration.events())
             self.engine.start()
             workers = self.engine.workers

@@ -113,17 +113,28 @@ def db_template(venv: Path, workdir: Path) -> Path:
 
 
 def children_of(pid: int) -> set[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except FileNotFoundError:
-        return set()
-    return {int(p) for p in text.split()}
+    """Child processes of ``pid``, whichever of its threads forked them (cotyledon forks from one)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(p) for p in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return children
 
 
 class CinderService:
     """``cinder-reload run SERVICE -- --config-file <workdir>/cinder.conf`` as a real process."""
 
-    def __init__(self, venv: Path, workdir: Path, db: Path, service: str = "cinder-volume", config: str | None = None):
+    def __init__(
+        self,
+        venv: Path,
+        workdir: Path,
+        db: Path,
+        service: str = "cinder-volume",
+        config: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.venv = venv
         self.workdir = workdir
         self.service = service
@@ -137,6 +148,7 @@ class CinderService:
         self.notify = NotifyListener(str(workdir / "notify.sock"))
         env = dict(os.environ, NOTIFY_SOCKET=self.notify.address, CINDER_RELOAD_STATE_DIR=str(self.state_dir))
         env.pop("RUNTIME_DIRECTORY", None)
+        env.update(extra_env or {})
         self.output = open(workdir / "stdout.log", "wb")
         self.proc = subprocess.Popen(
             [self.bin("cinder-reload"), "run", service, "--", "--config-file", str(self.config_file)],

@@ -31,10 +31,14 @@ def cinder_db(cinder_venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def start_cinder(cinder_venv: Path, cinder_db: Path, tmp_path: Path) -> Iterator[Callable[..., CinderService]]:
     started: list[CinderService] = []
 
-    def start(service: str = "cinder-volume", config: Callable[[Path], str] | None = None) -> CinderService:
+    def start(
+        service: str = "cinder-volume",
+        config: Callable[[Path], str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> CinderService:
         workdir = tmp_path / f"{service}-{len(started)}"
         workdir.mkdir()
-        svc = CinderService(cinder_venv, workdir, cinder_db, service, config(workdir) if config else None)
+        svc = CinderService(cinder_venv, workdir, cinder_db, service, config(workdir) if config else None, env)
         started.append(svc)
         svc.wait_ready()
         return svc

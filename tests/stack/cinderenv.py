@@ -1,8 +1,9 @@
 """Where real cinder comes from, and the configuration of one stack.
 
 The cinder virtualenv is the cached one under ``/var/cache/cinder-reload/``
-(built by the Cinder integration's tooling, issue 5), or the one named by
-``$CINDER_RELOAD_CINDER_VENV``; this module never builds a second one.  What
+that tests/cinder/cinder_venv.py (issue 5) keys on its requirements and
+builds on first use (cinder from PyPI, this project editable, so the venv
+has ``cinder-reload``), or the one named by ``$CINDER_RELOAD_CINDER_VENV``.  What
 only the stack needs on top, PyMySQL for ``mysql+pymysql://``, is installed
 with that venv's pip into a small ``--target`` directory beside it, keyed by
 its requirement and put on the services' ``PYTHONPATH`` with ``tests/`` (for
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,22 +60,25 @@ def _is_cinder_venv(path: Path) -> bool:
     return (path / "bin/cinder-volume").exists() and (path / "bin/python").exists()
 
 
+def _issue5_builder() -> Callable[[], Path]:
+    """tests/cinder/cinder_venv.py's ``cinder_venv()``: the keyed, cached venv
+    (cinder from PyPI + this project editable), built on first use."""
+    spec = importlib.util.spec_from_file_location("_cinder_venv", TESTS / "cinder" / "cinder_venv.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cinder_venv  # type: ignore[no-any-return]
+
+
 def find_cinder_venv() -> CinderVenv | None:
-    """The cinder venv to use: ``$CINDER_RELOAD_CINDER_VENV``, else the newest
-    complete one in the cache (one with ``cinder-volume`` in it)."""
+    """The cinder venv to use: ``$CINDER_RELOAD_CINDER_VENV``, else the one
+    tests/cinder/cinder_venv.py keys on the current requirements (built there
+    when missing, never here), else None."""
     named = os.environ.get(VENV_ENV)
     if named:
         return CinderVenv(Path(named)) if _is_cinder_venv(Path(named)) else None
-    if not CACHE.is_dir():
-        return None
-    candidates = []
-    for entry in CACHE.iterdir():
-        venv = entry.resolve()
-        if venv.is_dir() and _is_cinder_venv(venv):
-            candidates.append(venv)
-    # Prefer a real (keyed) cache entry over a scratch one; newest first.
-    candidates.sort(key=lambda p: ("scratch" not in p.name, p.stat().st_mtime), reverse=True)
-    return CinderVenv(candidates[0]) if candidates else None
+    path = _issue5_builder()()
+    return CinderVenv(path) if _is_cinder_venv(path) else None
 
 
 def stack_deps(venv: CinderVenv) -> Path:
@@ -91,7 +96,10 @@ def stack_deps(venv: CinderVenv) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         out = subprocess.run(
             [venv.python, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *STACK_REQUIREMENTS],
-            capture_output=True, text=True, timeout=600, check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"installing {STACK_REQUIREMENTS} failed:\n{out.stdout}{out.stderr}")

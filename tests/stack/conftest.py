@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,4 +35,14 @@ def stack_workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="crstack."))
     path.chmod(0o755)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    # Shown by pytest only when the test failed (captured output).
+    for log in sorted([*path.glob("log/*.log"), *path.glob("*.out")]):
+        print(f"----- {log.name} (last 4000 chars) -----\n{log.read_text(errors='replace')[-4000:]}")
+    if os.environ.get("CRSTACK_KEEP"):
+        print(f"kept {path} (CRSTACK_KEEP is set)")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# The real user manager (tests/harness, issue 4), as tests/managers uses it.
+from harness.fixtures import harness_workdir, systemd252  # noqa: E402, F401

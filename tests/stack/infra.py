@@ -92,7 +92,10 @@ class MariaDB:
     def sql(self, statement: str, timeout: float = 30.0) -> str:
         out = subprocess.run(
             ["mysql", "--no-defaults", "-uroot", f"-h{self.host}", f"-P{self.port}", "-N", "-B", "-e", statement],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"mysql: {statement!r} failed: {out.stderr.strip()}")
@@ -117,27 +120,50 @@ class MariaDB:
         datadir = workdir / "mariadb"
         datadir.mkdir(parents=True)
         install = subprocess.run(
-            ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if install.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed: {install.stdout}{install.stderr}")
         port = free_port()
         log = open(workdir / "mariadb.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}", "--user=root",
-             f"--socket={workdir / 'mariadb.sock'}", f"--port={port}", f"--bind-address={LOOPBACK}",
-             f"--pid-file={workdir / 'mariadb.pid'}", "--skip-grant-tables", "--skip-log-bin",
-             "--innodb-buffer-pool-size=32M", "--max-connections=500"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--user=root",
+                f"--socket={workdir / 'mariadb.sock'}",
+                f"--port={port}",
+                f"--bind-address={LOOPBACK}",
+                f"--pid-file={workdir / 'mariadb.pid'}",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+                "--max-connections=500",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         server = cls(port=port, proc=proc, datadir=datadir)
         try:
             _wait(lambda: proc.poll() is not None or reachable(LOOPBACK, port, 0.2), timeout, "mariadbd to listen")
             if proc.poll() is not None:
-                raise RuntimeError(f"mariadbd exited {proc.returncode}: {(workdir / 'mariadb.log').read_text()[-2000:]}")
+                log_text = (workdir / "mariadb.log").read_text()[-2000:]
+                raise RuntimeError(f"mariadbd exited {proc.returncode}: {log_text}")
             server.sql("SELECT 1")
         except BaseException:
             server.stop()
@@ -169,8 +195,14 @@ class RabbitMQ:
             argv = [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args]
         else:
             argv = ["rabbitmqctl", *args]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                             env={**os.environ, **self.env} if self.env else None)
+        out = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **self.env} if self.env else None,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {out.stdout}{out.stderr}")
         return out.stdout
@@ -207,16 +239,22 @@ class RabbitMQ:
         }
         log = open(workdir / "rabbitmq.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            [str(RABBIT_BIN / "rabbitmq-server")], env={**os.environ, **env}, cwd=base,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env={**os.environ, **env},
+            cwd=base,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         broker = cls(port=port, proc=proc, node=node, env=env)
         try:
             _wait(lambda: proc.poll() is not None or reachable(LOOPBACK, port, 0.2), timeout, "rabbitmq to listen")
             if proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited {proc.returncode}: "
-                                   f"{(workdir / 'rabbitmq.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"rabbitmq-server exited {proc.returncode}: {(workdir / 'rabbitmq.log').read_text()[-2000:]}"
+                )
             broker.ctl("await_startup", timeout=timeout)
         except BaseException:
             broker.stop()

@@ -55,8 +55,15 @@ class Op:
         return None if self.ended is None else self.ended - self.started
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "backend": self.backend, "volume": self.volume, "started": self.started,
-                "latency": self.latency, "outcome": self.outcome, "detail": self.detail}
+        return {
+            "kind": self.kind,
+            "backend": self.backend,
+            "volume": self.volume,
+            "started": self.started,
+            "latency": self.latency,
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
 
 
 @dataclass

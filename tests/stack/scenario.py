@@ -65,8 +65,9 @@ def run_reloads(
     for index in range(total):
         # Broken every third, until the quota of each kind is met.
         want_broken = broken_done < broken and (index % 3 == 2 or good_done >= good)
-        wait_for(lambda: _in_flight(load, CHANGED), in_flight_timeout, f"an operation in flight on {CHANGED}",
-                 interval=0.02)
+        wait_for(
+            lambda: _in_flight(load, CHANGED), in_flight_timeout, f"an operation in flight on {CHANGED}", interval=0.02
+        )
         if want_broken:
             kind, breaker = BROKEN[broken_done % len(BROKEN)]
             config.write(breaker(config.render()))

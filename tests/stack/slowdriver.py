@@ -31,9 +31,8 @@ import logging
 import os
 import time
 
-from oslo_config import cfg
-
 from cinder.tests.fake_driver import FakeLoggingVolumeDriver
+from oslo_config import cfg
 
 LOG = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import CinderAPI
-from .cinderenv import REPO, CinderVenv, StackConfig, service_env, stack_deps
+from .cinderenv import CinderVenv, StackConfig, service_env, stack_deps
 from .infra import Backing, free_port
 
 __all__ = ["SERVICES", "Stack", "children_of", "wait_for"]
@@ -95,22 +95,24 @@ class Stack:
 
     # -- commands ------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        env = service_env(self.venv, self.deps)
-        if self.mode == "reload":
-            # cinder-reload itself, importable by the cinder venv's interpreter.
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO), env["PYTHONPATH"]])
-        return env
+        # cinder-reload is installed (editable) in the cinder venv itself.
+        return service_env(self.venv, self.deps)
 
     def argv(self, service: str) -> list[str]:
         config = ["--config-file", str(self.config.path)]
         if self.mode == "reload":
-            return [self.venv.python, "-m", "cinder_reload.cli", "run", service,
-                    "--state-dir", str(self.state_dir), "--", *config]
+            return [self.venv.bin("cinder-reload"), "run", service, "--state-dir", str(self.state_dir), "--", *config]
         return [self.venv.bin(service), *config]
 
     def db_sync(self) -> None:
-        out = subprocess.run([self.venv.bin("cinder-manage"), "--config-file", str(self.config.path), "db", "sync"],
-                             env=self.env(), capture_output=True, text=True, timeout=300, check=False)
+        out = subprocess.run(
+            [self.venv.bin("cinder-manage"), "--config-file", str(self.config.path), "db", "sync"],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"cinder-manage db sync failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
 
@@ -124,8 +126,13 @@ class Stack:
     def start_service(self, service: str) -> None:
         with open(self.workdir / f"{service}.out", "ab") as out:
             self.procs[service] = subprocess.Popen(
-                self.argv(service), env=self.env(), cwd=self.workdir, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                self.argv(service),
+                env=self.env(),
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def wait_serving(self, timeout: float = 120.0) -> None:
@@ -162,12 +169,16 @@ class Stack:
 
     def _probe(self, backend: str) -> bool:
         vid = self.api.create_volume(f"probe-{backend}", 1, self.types[backend])
-        vol = wait_for(lambda: (v := self.api.volume(vid)) and v["status"] != "creating" and v,
-                       60, f"probe volume on {backend}")
+        vol = wait_for(
+            lambda: (v := self.api.volume(vid)) and v["status"] != "creating" and v, 60, f"probe volume on {backend}"
+        )
         ok = vol["status"] == "available"
         self.api.delete_volume(vid)
-        wait_for(lambda: self.api.volume(vid) is None or self.api.volume(vid)["status"] == "error_deleting",
-                 60, f"probe volume on {backend} deleted")
+        wait_for(
+            lambda: self.api.volume(vid) is None or self.api.volume(vid)["status"] == "error_deleting",
+            60,
+            f"probe volume on {backend} deleted",
+        )
         return ok
 
     def _check_alive(self) -> bool:
@@ -192,9 +203,22 @@ class Stack:
             os.kill(pid, signal.SIGHUP)
             return subprocess.CompletedProcess(["kill", "-HUP", str(pid)], 0, "", "")
         return subprocess.run(
-            [CINDER_RELOAD, "signal", service, "--pid", str(pid), "--wait", "--timeout", str(timeout),
-             "--state-dir", str(self.state_dir)],
-            capture_output=True, text=True, timeout=timeout + 30, check=False,
+            [
+                CINDER_RELOAD,
+                "signal",
+                service,
+                "--pid",
+                str(pid),
+                "--wait",
+                "--timeout",
+                str(timeout),
+                "--state-dir",
+                str(self.state_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 30,
+            check=False,
         )
 
     def state_files(self) -> dict[str, Path]:
@@ -211,7 +235,7 @@ class Stack:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for service, proc in self.procs.items():
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

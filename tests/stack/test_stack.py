@@ -13,20 +13,27 @@ import json
 from pathlib import Path
 
 import pytest
+from harness.managers import UserManager
 
 from .cinderenv import CinderVenv
 from .infra import Backing, backing_services, reachable
 from .load import LoadGenerator
-from .scenario import CHANGED, UNCHANGED, driver_builds, read_json, run_reloads, waits_of
+from .scenario import CHANGED, UNCHANGED, Scenario, driver_builds, read_json, run_reloads, waits_of
 from .stack import Stack, wait_for
+from .units import UnitStack
 
 pytestmark = [pytest.mark.stack]
 
 RATE = 6.0  # operations per second (the issue asks for at least 5)
 
 
-def check_scenario(stack: Stack, load: LoadGenerator, scenario, pids_before: dict[str, int],  # type: ignore[no-untyped-def]
-                   volume_log: str) -> dict[str, object]:
+def check_scenario(
+    stack: Stack,
+    load: LoadGenerator,
+    scenario: Scenario,
+    pids_before: dict[str, int],
+    volume_log: str,
+) -> dict[str, object]:
     summary = load.summary()
     report = {"load": summary, "reloads": [r.__dict__ for r in scenario.records]}
     print(json.dumps(report, indent=1, default=str))
@@ -65,8 +72,24 @@ def check_scenario(stack: Stack, load: LoadGenerator, scenario, pids_before: dic
     return report
 
 
-def test_thirty_reloads_under_load_lose_nothing(cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path) -> None:
-    stack = Stack(stack_workdir, cinder_venv, backing, mode="reload")
+def test_thirty_reloads_under_load_lose_nothing(
+    cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path, systemd252: UserManager
+) -> None:
+    """Through units under the systemd 252 user manager: `systemctl reload`."""
+    stack = UnitStack(stack_workdir, cinder_venv, backing, manager=systemd252)
+    _thirty_reloads(stack)
+    for service in ("cinder-api", "cinder-scheduler", "cinder-volume"):
+        props = stack.status(service)
+        assert props["ActiveState"] == "active" and props["NRestarts"] == "0", (service, props)
+
+
+@pytest.mark.process
+def test_thirty_reloads_plain_processes(cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path) -> None:
+    """The same without a manager: `cinder-reload run` as plain processes, `cinder-reload signal --wait`."""
+    _thirty_reloads(Stack(stack_workdir, cinder_venv, backing, mode="reload"))
+
+
+def _thirty_reloads(stack: Stack) -> None:
     try:
         stack.start()
         pids_before = stack.pids()

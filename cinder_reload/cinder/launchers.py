@@ -66,6 +66,8 @@ class Integration:
     #: Called once cinder has parsed its configuration, before the launcher is built.
     prepare: Callable[[Integration], None] | None = None
     publisher: str = "volume"
+    #: oslo.service's threading backend (cotyledon) rather than eventlet.
+    threading_backend: bool = False
 
     @property
     def drain_timeout(self) -> float:
@@ -135,7 +137,7 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
         return self.name if self.copies == 1 else f"{self.name}-{pid}"
 
     def start(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if self.integration.threading_backend:
             # oslo.service's threading backend (cotyledon) runs a worker's
             # service in a thread, where no signal handler can be installed;
             # cotyledon restarts its workers on reload (see ThreadingReload).

@@ -93,12 +93,15 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
     conf = cfg.CONF
     register_reload_opts(conf)
     _log_file_named_after(service, conf, service_args)
+    from cinder import monkey_patch
+
     integration = Integration(
         service=service,
         conf=conf,
         notify_address=notify_address,
         state_dir=directory,
         restart_only=restart_only(service),
+        threading_backend=not monkey_patch.is_patched(),
     )
     if service == "cinder-volume":
         integration.prepare = _volume_prepare

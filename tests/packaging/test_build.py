@@ -116,3 +116,19 @@ def test_deb_relationships(built_packages: BuiltPackages) -> None:
     conflicts = {c.strip() for c in field("cinder-reload-services", "Conflicts").split(",")}
     assert set(SERVICES) | {"cinder-reload-dropins"} <= conflicts
     assert "python3-cinder-reload (= 0.1.0)" in field("cinder-reload-dropins", "Depends")
+
+
+def test_maintainer_scripts_and_build_script_are_clean_posix_sh() -> None:
+    scripts = sorted(
+        p for p in (REPO / "debian").iterdir() if p.suffix in (".postinst", ".postrm", ".prerm", ".preinst")
+    )
+    assert scripts
+    for tool in (["shellcheck", "--shell=sh"], ["checkbashisms", "--posix"]):
+        proc = subprocess.run(
+            [*tool, *map(str, scripts), str(REPO / "tools" / "build-packages")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr

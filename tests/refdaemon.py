@@ -140,13 +140,17 @@ class RefDaemon:
                 return  # listener closed: stopping
             threading.Thread(target=self.handle, args=(client,), daemon=True).start()
 
-    def run(self, startup_seconds: float = 0.0) -> int:
+    def run(self, startup_seconds: float = 0.0, pidfile: Path | None = None) -> int:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         self.listener.bind(self.socket_path)
         self.listener.listen(64)
         threading.Thread(target=self.serve, daemon=True).start()
         with self.engine.signals():
+            # The pidfile only once the handler is in: whoever reads it may
+            # send SIGHUP at once, and SIGHUP's default action is to terminate.
+            if pidfile is not None:
+                pidfile.write_text(f"{os.getpid()}\n")
             # A slow start: SIGHUPs arriving now are recorded and run after ready().
             time.sleep(startup_seconds)
             self.engine.ready(f"Serving {len(self.backends)} backends")
@@ -177,11 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s",
     )
     conf.register_mutate_hook(lambda c, fresh: logging.getLogger().setLevel(logging.DEBUG if c.debug else logging.INFO))
-    if ours.pidfile:
-        Path(ours.pidfile).write_text(f"{os.getpid()}\n")
     daemon = RefDaemon(conf, ours.socket, ours.state_dir)
     try:
-        return daemon.run(ours.startup_seconds)
+        return daemon.run(ours.startup_seconds, Path(ours.pidfile) if ours.pidfile else None)
     finally:
         if ours.pidfile:
             Path(ours.pidfile).unlink(missing_ok=True)

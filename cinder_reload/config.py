@@ -215,7 +215,7 @@ def load_candidate(
     except cfg.Error as exc:
         raise ConfigInvalid([ConfigProblem("configuration", str(exc))]) from None
     except SystemExit:
-        raise ConfigInvalid([ConfigProblem("command line", f"invalid arguments {call_args!r}")]) from None
+        raise ConfigInvalid(_cli_problems(conf, call_args)) from None
     if args is not None:
         # `check` names its files on the command line: vet them the same way.
         problems = [p for p in map(_check_file, config_files(scratch)) if p]
@@ -235,6 +235,40 @@ def load_candidate(
     if problems:
         raise ConfigInvalid(problems)
     return scratch
+
+
+def _cli_problems(conf: cfg.ConfigOpts, call_args: Sequence[str]) -> list[ConfigProblem]:
+    """Why argparse gave up: usually a bad value in the files for a CLI option.
+
+    oslo.config hands a file's value of a CLI option (``debug = perhaps``) to
+    argparse as a default, and argparse exits instead of raising.  Parse the
+    files again with every option registered as a plain one, and name the
+    options whose value does not read.
+    """
+    scratch = cfg.ConfigOpts()
+    cli_keys = {reg.key for reg in registered_options(conf) if reg.cli}
+    for reg in registered_options(conf):
+        if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
+            scratch.register_group(cfg.OptGroup(reg.group))
+        scratch.register_opt(reg.opt, group=None if reg.group == DEFAULT_GROUP else reg.group)
+    files = config_files(conf)
+    problems: list[ConfigProblem] = []
+    try:
+        scratch(
+            args=[item for path in files for item in ("--config-file", path)],
+            project=vars(conf).get("project"),
+            default_config_files=[],
+            default_config_dirs=[],
+        )
+        for reg in registered_options(scratch):
+            if reg.key in cli_keys:
+                try:
+                    _read(scratch, reg)
+                except (cfg.Error, ValueError) as exc:
+                    problems.append(_opt_problem(reg, exc))
+    except (cfg.Error, SystemExit):
+        pass
+    return problems or [ConfigProblem("command line", f"invalid arguments {list(call_args)!r}")]
 
 
 def _read(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> Any:

@@ -27,3 +27,20 @@ def test_set_default_and_set_override_carry_over_but_not_the_reloads_own(tmp_pat
     conf.set_override("label", "uno", group="b1")
     candidate = load_candidate(conf, not_overridden=[("b1", "label")])
     assert candidate.b1.label == "one"
+
+
+def test_a_bad_file_value_for_a_cli_option_is_named(tmp_path: Path) -> None:
+    # oslo.config gives a CLI option's file value to argparse, which exits.
+    import pytest
+
+    from cinder_reload.config import ConfigInvalid
+
+    path = tmp_path / "c.conf"
+    path.write_text("[DEFAULT]\ndebug = false\n")
+    conf = cfg.ConfigOpts()
+    conf.register_cli_opt(cfg.BoolOpt("debug", default=False))
+    conf(["--config-file", str(path)], project="t", prog="t", default_config_files=[], default_config_dirs=[])
+    path.write_text("[DEFAULT]\ndebug = perhaps\n")
+    with pytest.raises(ConfigInvalid) as caught:
+        load_candidate(conf)
+    assert [str(p) for p in caught.value.problems] == ["[DEFAULT] debug: Unexpected boolean value 'perhaps'"]

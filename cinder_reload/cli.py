@@ -31,7 +31,10 @@ OPTIONS_ENTRY_POINTS = "cinder_reload.options"
 
 #: Subcommands defined in other modules: (module, function adding the parser).
 #: Each function receives the subparsers object and sets ``func`` on its parser.
-EXTRA_COMMANDS: list[tuple[str, str]] = [("cinder_reload.cinder.cli", "add_parser"), ("cinder_reload.render", "add_parser")]
+EXTRA_COMMANDS: list[tuple[str, str]] = [
+    ("cinder_reload.cinder.cli", "add_parser"),
+    ("cinder_reload.render", "add_parser"),
+]
 
 
 def _state_file(args: argparse.Namespace) -> Path:

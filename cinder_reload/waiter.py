@@ -67,6 +67,24 @@ def read_pidfile(path: Path) -> int | None:
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
+def catches_sighup(pid: int) -> bool:
+    """Whether ``pid`` has a SIGHUP handler installed (``SigCgt`` in /proc).
+
+    SIGHUP's default action terminates the process: sent to a service that is
+    still importing its code (``service NAME reload`` right after ``start``
+    on SysV, where nothing queues the reload), it would kill it.  Unknown
+    (no /proc) counts as yes: refusing every reload there would be worse.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGHUP - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
+
+
 def _monotonic() -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC)
 
@@ -90,6 +108,12 @@ def signal_and_wait(
     """SIGHUP ``pid``; with ``wait``, block until the cycle it started finishes."""
     if not pid_alive(pid):
         return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
+    if not catches_sighup(pid):
+        return WaitResult(
+            Outcome.FAILED,
+            f"process {pid} does not handle SIGHUP (yet): still starting, or not running under "
+            "cinder-reload; not sending it, since SIGHUP would terminate it. Try again once it is ready.",
+        )
     before = read_state(state_file)
     generation = int(before.get("generation") or 0) if before and before.get("pid") == pid else 0
     if not wait:

@@ -28,6 +28,18 @@ def test_signal_to_a_dead_pid_is_lsb_not_running(tmp_path: Path) -> None:
     assert result.returncode == 7 and "not running" in result.stderr
 
 
+def test_signal_refuses_a_process_that_would_die_of_sighup(tmp_path: Path) -> None:
+    # A service still starting (no handler yet): SIGHUP's default action kills.
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        result = run("signal", "svc", "--pid", str(proc.pid), "--wait", "--state-dir", str(tmp_path))
+        assert result.returncode == 1 and "does not handle SIGHUP" in result.stderr
+        assert proc.poll() is None, "the process must not have been signalled"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_signal_with_missing_pidfile_is_lsb_not_running(tmp_path: Path) -> None:
     result = run("signal", "svc", "--pidfile", str(tmp_path / "none.pid"), "--wait")
     assert result.returncode == 7 and "none.pid" in result.stderr

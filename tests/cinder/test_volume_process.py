@@ -221,3 +221,45 @@ def test_config_is_checked_before_the_service_ever_sees_it(cinder_venv: Path, tm
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[fake2] reserved_percentage" in done.stderr
+
+
+def test_a_worker_that_dies_mid_reload_fails_the_cycle_and_its_respawn_serves_the_next(start_cinder: Start) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from cinderproc import wait_state
+
+    volume = start_cinder()
+    fake2 = volume.worker_pid("fake2")
+    generation = volume.state("cinder-volume.fake1")["generation"]
+    volume.edit(edited(volume, "debug = false", "debug = true"))
+    # fake2 is paused, then killed once the main process has signalled the
+    # workers (fake1 finished its cycle): it dies in the middle of the reload.
+    os.kill(fake2, signal.SIGSTOP)
+    reload = subprocess.Popen(
+        [
+            volume.bin("cinder-reload"),
+            "signal",
+            "cinder-volume",
+            "--pid",
+            str(volume.pid),
+            "--wait",
+            "--state-dir",
+            str(volume.state_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_state(volume, "cinder-volume.fake1", lambda d: d["generation"] > generation and d["phase"] == "idle")
+    os.kill(fake2, signal.SIGKILL)
+    out, err = reload.communicate(timeout=60)
+    assert reload.returncode == 1, out
+    assert f"fake2 (pid {fake2}): worker fake2 (pid {fake2}) exited during the reload" in err
+    assert "ok: fake1" in err
+    # oslo.service respawns it; once its engine is ready, reloads are whole again.
+    respawned = wait_state(volume, "cinder-volume.fake2", lambda d: d["pid"] != fake2 and d["phase"] == "idle", 60)
+    assert respawned["pid"] in volume.pids()
+    done = volume.reload()
+    assert done.returncode == 0 and "2/2 workers ok" in done.stdout, done.stdout + done.stderr

@@ -140,6 +140,12 @@ def test_install_reload_upgrade_purge(debian13: DebianRoot, built_packages: Buil
         f"/etc/{d}/{n}" for d in ("init.d", "default") for n in SERVICES
     }
 
+    # systemd 257 accepts the units where they landed (User=cinder exists now).
+    units = [f for f in files["cinder-reload-services"] if f.startswith("/lib/systemd/system/")]
+    assert len(units) == 3 * len(SERVICES)
+    verified = root.run(["systemd-analyze", "verify", *units])
+    assert verified.ok and not verified.output.strip(), verified
+
     # -- the maintainer scripts ran ------------------------------------------
     # python3-cinder-reload's postinst byte-compiled the module for trixie's python3.
     assert list(root.path("/usr/lib/python3/dist-packages/cinder_reload/__pycache__").glob("cli.cpython-3*.pyc"))

@@ -206,6 +206,10 @@ def test_install_reload_upgrade_purge(debian13: DebianRoot, built_packages: Buil
     assert not list(root.path("/etc/default").glob("cinder-*"))
     assert not list(root.path("/var/lib/dpkg/info").glob("*cinder-reload*"))
     assert not root.path(LOGFILE).exists()
+    # The directories the postinst made, empty again; the user stays (Debian
+    # keeps system users: files elsewhere may still belong to it).
+    assert not root.path("/var/log/cinder").exists() and not root.path("/var/lib/cinder").exists()
+    assert root.run(["getent", "passwd", "cinder"]).ok
     assert not list(root.path("/usr/lib/python3/dist-packages").glob("cinder_reload*"))
     for package in ("cinder-reload-services", "python3-cinder-reload"):
         assert root.run(["dpkg-query", "-W", "-f", "${Status}", package]).stdout in ("", "unknown ok not-installed")

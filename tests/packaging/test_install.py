@@ -12,6 +12,7 @@ user the postinst created, /run/cinder, /var/lib/cinder, /var/log/cinder.
 from __future__ import annotations
 
 import shlex
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -70,12 +71,9 @@ def debian13(built_packages: BuiltPackages) -> Iterator[DebianRoot]:
         yield root
     finally:
         root.close()
-        for log in ("root.log",):
-            path = workdir / log
-            if path.exists():
-                print(f"----- {log} -----\n{path.read_text(errors='replace')[-3000:]}")
-        import shutil
-
+        log = workdir / "root.log"  # shown by pytest when the test failed
+        if log.exists():
+            print(f"----- root.log -----\n{log.read_text(errors='replace')[-3000:]}")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -226,7 +224,9 @@ def test_dropins_install_beside_nothing_and_conflict_with_full_units(
     for name in SERVICES:
         path = f"/lib/systemd/system/{name}.service.d/reload.conf"
         assert path in dropins
-        assert root.path(path).read_text() == (REPO / "units/dropins/debian" / f"{name}.service.d/reload.conf").read_text()
+        assert (
+            root.path(path).read_text() == (REPO / "units/dropins/debian" / f"{name}.service.d/reload.conf").read_text()
+        )
     # Full units and drop-ins for the same unit names cannot be installed together.
     both = root.run(["dpkg", "-i", str(debs["cinder-reload-services"])])
     assert both.returncode != 0 and "conflict" in both.output.lower(), both

@@ -75,6 +75,10 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # backend -> volume type name
+    #: NOTIFY_SOCKET per service (plain processes): a test's own sd_notify listener.
+    notify: dict[str, str] = field(default_factory=dict)
+    #: Backends that must create a volume before the stack counts as serving (default: all).
+    probe: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +131,7 @@ class Stack:
         with open(self.workdir / f"{service}.out", "ab") as out:
             self.procs[service] = subprocess.Popen(
                 self.argv(service),
-                env=self.env(),
+                env=dict(self.env(), **({"NOTIFY_SOCKET": self.notify[service]} if service in self.notify else {})),
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -164,7 +168,7 @@ class Stack:
                 self.types[backend] = name
         # The scheduler learns each backend's capabilities from its periodic
         # report: create one volume per backend until one lands.
-        for backend in self.backends:
+        for backend in self.backends if self.probe is None else self.probe:
             wait_for(lambda b=backend: self._probe(b), left(), f"a volume on {backend}", interval=0.5)
 
     def _probe(self, backend: str) -> bool:

@@ -1,0 +1,259 @@
+"""Figures from the full Cinder stack (issue 7), each with its baseline from the same run.
+
+    .venv/bin/python benchmarks/bench_stack.py [--quick] [--backends 2,10,50]
+        [--json benchmarks/results/stack.json] [--markdown OUT] [--only volume|waits]
+
+Everything runs for real: MariaDB and RabbitMQ on loopback (a database and a
+vhost of the run's own), cinder-api, cinder-scheduler and cinder-volume from
+the cached cinder venv through the rendered units (``cinder-reload render``,
+flavour for systemd < 253: ``Type=notify`` + synchronous ``ExecReload=``)
+under a systemd 252 user manager (tests/harness), the slow test driver
+(tests/stack/slowdriver.py).
+
+Sections:
+
+* volume - for cinder-volume with N backends (default 2, 10, 50): reload
+  latency SIGHUP -> READY=1 (one backend's driver re-initialised) against
+  ``systemctl restart`` of the same unit; and ``systemctl reload`` against
+  the in-process cycle it runs (the overhead of the synchronous
+  ``ExecReload=`` path).  SIGHUP is sent with kill(2) to the unit's MainPID at
+  a CLOCK_MONOTONIC instant; READY=1 is taken at the end of the cycle as the
+  engine records it in its state file (``started_monotonic`` +
+  ``duration_s``, same clock), which it writes immediately before sending
+  READY=1.
+* waits - under the real REST load (create/extend/delete, 6 ops/s, both
+  backends), 20 good reloads of one backend: how many operations waited on
+  a reload and for how long (p50/p99, from the drain gates' own records in
+  the state files), on the changed and on the unchanged backend; the
+  baseline is the operations' latency under the same load with no reload.
+
+The ``Type=notify-reload`` flavour (systemd >= 253) needs the Debian 13 root
+with the cinder venv inside; it is not measured here for the full stack (the
+reference daemon's figures in bench.py / tests/units cover that flavour).
+
+Output rows have the shape of benchmarks/bench.py's (figure, value,
+baseline, ratio), so its table generator can merge them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench import machine, markdown, percentile  # noqa: E402
+from harness.managers import SystemdHost252  # noqa: E402
+from stack.cinderenv import find_cinder_venv  # noqa: E402
+from stack.infra import Backing, backing_services  # noqa: E402
+from stack.load import LoadGenerator  # noqa: E402
+from stack.scenario import CHANGED, UNCHANGED, read_json, run_reloads, waits_of  # noqa: E402
+from stack.stack import wait_for  # noqa: E402
+from stack.units import UnitStack  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def unit_stack(backing: Backing, backends: int, **kwargs: Any) -> Iterator[UnitStack]:
+    workdir = Path(tempfile.mkdtemp(prefix="crbench."))
+    workdir.chmod(0o755)
+    manager = SystemdHost252(workdir)
+    venv = find_cinder_venv()
+    if venv is None:
+        raise SystemExit("no cinder venv: run tools/setup (tests/cinder/cinder_venv.py builds it)")
+    names = tuple(f"fake{i}" for i in range(1, backends + 1))
+    stack = UnitStack(workdir / "stack", venv, backing, manager=manager, backends=names, probe=names[:1], **kwargs)
+    try:
+        stack.start(timeout=600)
+        yield stack
+    finally:
+        stack.stop()
+        manager.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cycle_end(stack: UnitStack, generation_before: int, timeout: float = 300) -> dict[str, Any]:
+    path = stack.state_dir / "cinder-volume.reload.json"
+
+    def done() -> dict[str, Any] | None:
+        doc = read_json(path)
+        if doc and int(doc.get("generation") or 0) > generation_before and not doc.get("in_progress"):
+            return doc
+        return None
+
+    return dict(wait_for(done, timeout, "the reload to finish", interval=0.02))
+
+
+def _generation(stack: UnitStack) -> int:
+    return int((read_json(stack.state_dir / "cinder-volume.reload.json") or {}).get("generation") or 0)
+
+
+def bench_volume(backing: Backing, sizes: list[int], quick: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        reloads = 3 if quick or n >= 50 else 7
+        restarts = 1 if quick or n >= 10 else 3
+        log(f"volume: starting the stack with {n} backends")
+        started = time.monotonic()
+        with unit_stack(backing, n) as stack:
+            log(f"volume: {n} backends serving after {time.monotonic() - started:.1f}s")
+            sighup: list[float] = []
+            cycles: list[float] = []
+            systemctl: list[float] = []
+            for i in range(2 * reloads):
+                stack.config.slow_op_seconds = {CHANGED: 0.3 + 0.05 * (1 + i % 2)}
+                stack.config.write()
+                before = _generation(stack)
+                if i % 2 == 0:
+                    # SIGHUP -> READY=1, as systemd's Type=notify-reload would send it.
+                    pid = stack.main_pid("cinder-volume")
+                    sent = time.clock_gettime(time.CLOCK_MONOTONIC)
+                    os.kill(pid, signal.SIGHUP)
+                    doc = _cycle_end(stack, before)
+                    assert doc["result"] == "ok", doc
+                    sighup.append(doc["started_monotonic"] + doc["duration_s"] - sent)
+                else:
+                    result = stack.reload("cinder-volume", timeout=300)
+                    assert result.returncode == 0, result
+                    doc = _cycle_end(stack, before)
+                    assert doc["result"] == "ok", doc
+                    systemctl.append(stack.last["cinder-volume"].duration)
+                    cycles.append(doc["duration_s"])
+            log(f"volume: {n} backends: {2 * reloads} reloads done; restarting {restarts}x")
+            restart: list[float] = []
+            for _ in range(restarts):
+                result = stack.restart("cinder-volume", timeout=900)
+                assert result.ok, result
+                restart.append(result.duration)
+        med_hup, med_restart = statistics.median(sighup), statistics.median(restart)
+        med_ctl, med_cycle = statistics.median(systemctl), statistics.median(cycles)
+        rows.append(
+            {
+                "figure": f"cinder-volume, {n} backends: SIGHUP -> READY=1 (one backend re-initialised), median",
+                "value": f"{med_hup * 1e3:.0f} ms",
+                "baseline": f"{med_restart * 1e3:.0f} ms (`systemctl restart`, {restarts}x)",
+                "ratio": med_hup / med_restart,
+                "samples": len(sighup),
+                "raw": {"sighup_s": sighup, "restart_s": restart},
+            }
+        )
+        rows.append(
+            {
+                "figure": f"cinder-volume, {n} backends: `systemctl reload` (Type=notify + ExecReload=, systemd 252)",
+                "value": f"{med_ctl * 1e3:.0f} ms",
+                "baseline": f"{med_cycle * 1e3:.0f} ms (the in-process cycle it waited for)",
+                "ratio": med_ctl / med_cycle if med_cycle else 0.0,
+                "overhead_ms": (med_ctl - med_cycle) * 1e3,
+                "samples": len(systemctl),
+                "raw": {"systemctl_reload_s": systemctl, "cycle_s": cycles},
+            }
+        )
+        log(
+            f"volume: {n} backends: {rows[-2]['value']} vs {rows[-2]['baseline']}; {rows[-1]['value']} vs "
+            f"{rows[-1]['baseline']}"
+        )
+    return rows
+
+
+def bench_waits(backing: Backing, quick: bool) -> list[dict[str, Any]]:
+    good = 5 if quick else 20
+    calm = 8.0 if quick else 20.0
+    rows: list[dict[str, Any]] = []
+    with unit_stack(backing, 2) as stack:
+        stack.probe = None
+        load = LoadGenerator(stack.api, stack.types, rate=6.0, op_deadline=60)
+        load.start()
+        try:
+            # Baseline: the same load, no reload.
+            wait_for(lambda: load.clock() - (load.started_at or 0) >= calm, calm + 5, "the calm phase", interval=0.1)
+            calm_ops = len(load.ops)
+            log(f"waits: calm phase done ({calm_ops} operations); {good} reloads under load")
+
+            def reload() -> tuple[int, str]:
+                result = stack.reload("cinder-volume", timeout=120)
+                return result.returncode, result.stdout + result.stderr
+
+            scenario = run_reloads(stack.config, load, reload, good=good, broken=0)
+            seen = len(load.ops)
+            wait_for(lambda: len(load.ops) >= seen + 6, 30, "operations after the last reload")
+        finally:
+            load.stop()
+        assert all(r.returncode == 0 for r in scenario.records), scenario.records
+        bad = load.bad()
+        states = stack.state_files()
+        docs = {b: read_json(states[f"cinder-volume.{b}"]) for b in (CHANGED, UNCHANGED)}
+    with load._lock:  # noqa: SLF001
+        ops = list(load.ops)
+    for backend, role in ((CHANGED, "changed"), (UNCHANGED, "unchanged")):
+        waits = waits_of(docs[backend], backend)
+        w = [float(x) for x in waits["recent_s"]]
+        base = [o.latency for o in ops[:calm_ops] if o.backend == backend and o.latency is not None]
+        under = [o for o in ops[calm_ops:] if o.backend == backend]
+        rows.append(
+            {
+                "figure": f"REST operations that waited on a reload, {role} backend "
+                f"({good} reloads under {load.summary()['ops_per_s']:.1f} ops/s)",
+                "value": f"{waits['waited']} of {len(under)}; waited p50 {percentile(w, 50) * 1e3:.0f} ms, "
+                f"p99 {percentile(w, 99) * 1e3:.0f} ms",
+                "baseline": f"operation latency with no reload p50 {percentile(base, 50) * 1e3:.0f} ms, "
+                f"p99 {percentile(base, 99) * 1e3:.0f} ms",
+                "ratio": waits["waited"] / len(under) if under else 0.0,
+                "failed_or_stuck": len(bad),
+            }
+        )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples, 2 and 10 backends")
+    parser.add_argument("--backends", help="comma-separated backend counts (default 2,10,50)")
+    parser.add_argument("--only", action="append", choices=["volume", "waits"])
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/stack.json")
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    sizes = [int(x) for x in (args.backends or ("2,10" if args.quick else "2,10,50")).split(",")]
+    sections: dict[str, Callable[[Backing], list[dict[str, Any]]]] = {
+        "volume": lambda b: bench_volume(b, sizes, args.quick),
+        "waits": lambda b: bench_waits(b, args.quick),
+    }
+    rows: list[dict[str, Any]] = []
+    for name in args.only or list(sections):
+        log(f"running {name}...")
+        # A database and a vhost of its own for each section.
+        with backing_services(prefix="crbench") as backing:
+            rows.extend(dict(r, section=f"stack-{name}") for r in sections[name](backing))
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "quick": args.quick,
+        "suite": "benchmarks/bench_stack.py",
+        "rows": rows,
+    }
+    table = markdown(report)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -186,6 +186,12 @@ def test_install_reload_upgrade_purge(debian13: DebianRoot, built_packages: Buil
     # because the root has no /sbin/init.  A policy-rc.d allowing every
     # action makes invoke-rc.d behave as on a booted SysV system.
     root.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 0\n", mode=0o755)
+    # With a broken file the upgrade's reload fails: said, and the upgrade
+    # still succeeds with the service untouched.
+    upgraded = root.run(["dpkg", "-i", str(debs["cinder-reload-services"])], timeout=120)
+    assert upgraded.ok, f"{upgraded}\n{_daemon_log(root)}"
+    assert "reloading cinder-volume failed" in upgraded.stderr, upgraded
+    assert "label=two" in _ask(root) and _pid(root) == pid
     root.write(CONFIG, _config("three"))
     upgraded = root.run(["dpkg", "-i", str(debs["cinder-reload-services"])], timeout=120)
     assert upgraded.ok, f"{upgraded}\n{_daemon_log(root)}"

@@ -174,14 +174,17 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
 class SingleService(ServiceBase):  # type: ignore[misc]
     """Wraps the one cinder service of a single-process launcher: READY=1 once it started."""
 
-    def __init__(self, inner: Any, engine: ReloadEngine) -> None:
+    def __init__(self, inner: Any, engine: ReloadEngine, in_worker: bool = False) -> None:
         self.inner = inner
         self.engine = engine
+        #: cotyledon runs the service in a worker process: READY=1 is the main process's.
+        self.in_worker = in_worker
         self.backdoor_port: Any = None
 
     def start(self) -> None:
         self.inner.start()
-        self.engine.ready(f"Serving ({self.inner.__class__.__name__} {getattr(self.inner, 'host', '')})")
+        if not self.in_worker:
+            self.engine.ready(f"Serving ({self.inner.__class__.__name__} {getattr(self.inner, 'host', '')})")
 
     def stop(self) -> None:
         self.inner.stop()
@@ -365,9 +368,12 @@ def install(integration: Integration) -> None:
         def launch_service(self, service: Any, workers: int = 1) -> None:
             if integration.worker_setup is not None:
                 integration.worker_setup(self.engine, service)
-            super().launch_service(SingleService(service, self.engine), workers)
+            super().launch_service(SingleService(service, self.engine, integration.threading_backend), workers)
 
         def wait(self) -> Any:
+            manager = getattr(self, "_manager", None)
+            if manager is not None:  # oslo.service's threading backend: cotyledon
+                return ThreadingReload(self.engine, manager, integration).wait(super().wait)
             self.engine.events.extend(integration.events())
             take_sighup(self.engine)
             self.engine.start()

@@ -44,3 +44,17 @@ def test_threading_backend_validates_first_and_reports(start_cinder: Callable[..
     assert doc["workers"][0]["message"].startswith("restarted by cotyledon")
     # cotyledon restarted the workers on the validated file; the main process stayed.
     wait_until(lambda: len(children_of(volume.pid)) == 2 and not (children_of(volume.pid) & workers), 60, "new workers")
+
+
+def test_threading_backend_scheduler(start_cinder: Callable[..., CinderService]) -> None:
+    from cinderproc import scheduler_config
+
+    scheduler = start_cinder("cinder-scheduler", scheduler_config, env=THREADING)
+    good = scheduler.config_file.read_text()
+    scheduler.edit(good + "[broken\n")
+    done = scheduler.reload()
+    assert done.returncode == 1 and "syntax error" in done.stderr
+    scheduler.edit(good.replace("debug = false", "debug = true"))
+    done = scheduler.reload()
+    assert done.returncode == 0 and "1 changed: 1 live" in done.stdout, done.stdout + done.stderr
+    assert scheduler.proc.poll() is None

@@ -92,7 +92,9 @@ def cinder_unit(systemd252: UserManager, cinder_venv: Path, cinder_db: Path, tmp
         unit = Unit(systemd252, cinder_venv, workdir, service, config(workdir))
         units.append(unit)
         started = unit.start()
-        assert started.ok, f"{started}\n{unit.log()[-3000:]}"
+        if not started.ok:
+            status = systemd252.systemctl("status", "--lines=0", unit.unit).stdout
+            raise AssertionError(f"{started}\n{status}\n{unit.log()[-3000:]}")
         return unit
 
     yield deploy

@@ -1,8 +1,8 @@
 """The cached cinder virtualenv the end-to-end tests run real cinder from.
 
-Built once per set of requirements (tests/cinder/requirements.txt, the
-project's pyproject.toml and the repo's path, since the project is installed
-editable) under ``/var/cache/cinder-reload``; the first build takes minutes,
+Built once per set of requirements (tests/cinder/requirements.txt, what
+pyproject.toml fixes in an editable install of the project, the repo's path)
+under ``/var/cache/cinder-reload``; the first build takes minutes,
 later runs find it in well under a second.
 
 Atomic for every reader: the venv is built in ``venvs/<key>`` under an
@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 __all__ = ["CACHE", "cinder_venv", "venv_key"]
@@ -33,17 +36,50 @@ CACHE = Path(os.environ.get("CINDER_RELOAD_CACHE", "/var/cache/cinder-reload"))
 COMPLETE = ".cinder-reload-complete"
 
 
+def _install_metadata() -> bytes:
+    """What an editable install of the project fixes at install time.
+
+    Code changes need no rebuild (editable); dependencies, console scripts,
+    entry points (``cinder_reload.options``) and the package list do.
+    """
+    with open(REPO / "pyproject.toml", "rb") as handle:
+        data = tomllib.load(handle)
+    project = data.get("project", {})
+    relevant = {
+        "dependencies": project.get("dependencies"),
+        "scripts": project.get("scripts"),
+        "entry-points": project.get("entry-points"),
+        "packages": data.get("tool", {}).get("setuptools", {}).get("packages"),
+    }
+    return json.dumps(relevant, sort_keys=True).encode()
+
+
 def venv_key() -> str:
     digest = hashlib.sha256()
-    for part in (
-        REQUIREMENTS.read_bytes(),
-        (REPO / "pyproject.toml").read_bytes(),
-        str(REPO).encode(),
-        sys.version.encode(),
-    ):
+    for part in (REQUIREMENTS.read_bytes(), _install_metadata(), str(REPO).encode(), sys.version.encode()):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def _prune(current: str, older_than: float = 6 * 3600) -> None:
+    """Remove venvs of superseded keys untouched for ``older_than`` seconds (300+ MB each)."""
+    now = time.time()
+    for link in CACHE.glob("cinder-venv-*"):
+        if not link.is_symlink():
+            continue
+        key = link.name.removeprefix("cinder-venv-")
+        if key == current:
+            continue
+        try:
+            if now - link.lstat().st_mtime < older_than:
+                continue
+            with open(CACHE / f".cinder-venv-{key}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # never one being built
+                link.unlink()
+                shutil.rmtree(CACHE / "venvs" / key, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _complete(path: Path) -> bool:
@@ -87,6 +123,7 @@ def cinder_venv(log: Path | None = None) -> Path:
         tmp_link.unlink(missing_ok=True)
         tmp_link.symlink_to(target)
         os.replace(tmp_link, link)
+    _prune(key)
     return link
 
 

@@ -38,7 +38,12 @@ def _volume_setup(engine: Any, inner: Any) -> None:
     methods = rpc_gate.wrap(manager)
     engine.reinitializers.register(backend, DriverReinitializer(manager, rpc_gate))
     LOG.info(
-        "reload: backend %s: %d RPC methods drained on reload, driver re-initialised on change", backend, len(methods)
+        "reload: backend %s: %d RPC methods drained on reload, driver re-initialised on change; "
+        "serving with %s at 0x%x",
+        backend,
+        len(methods),
+        manager.driver.__class__.__name__,
+        id(manager.driver),
     )
 
 

@@ -161,10 +161,19 @@ def test_a_driver_that_fails_to_initialise_leaves_the_old_one_serving(start_cind
     assert {c["option"] for c in doc["not_applied"]} == {"volume_driver", "volume_backend_name"}
     assert not lines_of(volume.log_since(mark), fake1, "now served by")
     # The old driver and the old values are still in effect: going back to
-    # the old file is "no changes", not a re-initialisation.
+    # the old file is "no changes", not a re-initialisation...
     volume.edit(good)
     done = volume.reload()
     assert done.returncode == 0 and "no changes" in done.stdout, done.stdout + done.stderr
+    # ...and the next re-initialisation replaces the very driver object fake1 started with.
+    started = re.search(r"backend fake1: .*serving with FakeLoggingVolumeDriver at (0x[0-9a-f]+)", volume.log())
+    assert started is not None
+    volume.edit(good.replace("volume_backend_name = fake1", "volume_backend_name = fake1-new"))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        rf"backend fake1 now served by a new .*was FakeLoggingVolumeDriver at {started.group(1)}\)", volume.log()
+    )
 
 
 def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:

@@ -115,6 +115,24 @@ class Integration:
         return engine
 
 
+class ServiceReset:
+    """After every successful reload, ``service.reset()``, as oslo.service's SIGHUP did.
+
+    cinder's ``Manager.reset()`` drops the cached RPC and object version pins
+    (so a finished rolling upgrade takes effect without a restart), the
+    scheduler's rebuilds its RPC clients, the API's resets its green pool.
+    Taking SIGHUP from oslo.service must not lose that.  It hangs off the
+    engine's ``.reload.end`` event, the one emitted after a cycle succeeded.
+    """
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        if event_type.endswith(".reload.end"):
+            self.service.reset()
+
+
 def take_sighup(engine: ReloadEngine) -> None:
     """Give SIGHUP to the engine's inbox (after oslo.service took it)."""
     signal.signal(signal.SIGHUP, engine.inbox.handler)
@@ -145,6 +163,7 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
             return
         # Runs in the worker, in a greenthread of oslo.service's Launcher.
         engine = self.integration.worker_engine(self.name_of(os.getpid()), self.inner)
+        engine.events.append(ServiceReset(self.inner))
         self.engine = engine
         # Before cinder's start (init_host takes seconds): a SIGHUP meanwhile
         # is kept by the engine and runs once the worker is ready.
@@ -368,6 +387,7 @@ def install(integration: Integration) -> None:
         def launch_service(self, service: Any, workers: int = 1) -> None:
             if integration.worker_setup is not None:
                 integration.worker_setup(self.engine, service)
+            self.engine.events.append(ServiceReset(service))
             super().launch_service(SingleService(service, self.engine, integration.threading_backend), workers)
 
         def wait(self) -> Any:

@@ -62,6 +62,9 @@ def test_debug_is_applied_in_every_process_with_the_same_pids(start_cinder: Star
     log = volume.log_since(mark)
     for pid in pids:
         assert lines_of(log, pid, r" DEBUG cinder_reload\.events .*reload\.end generation=1"), pid
+    # Each backend's manager dropped its cached RPC version pins, as a SIGHUP did before.
+    for pid in pids - {volume.pid}:
+        assert lines_of(log, pid, "Resetting cached RPC version pins"), pid
     doc = volume.state()
     assert [c["option"] for c in doc["changed"]] == ["debug"]
     assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "ok"}

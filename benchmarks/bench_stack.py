@@ -27,9 +27,9 @@ Sections:
   the state files), on the changed and on the unchanged backend; the
   baseline is the operations' latency under the same load with no reload.
 
-The ``Type=notify-reload`` flavour (systemd >= 253) needs the Debian 13 root
-with the cinder venv inside; it is not measured here for the full stack (the
-reference daemon's figures in bench.py / tests/units cover that flavour).
+* notify-reload - ``systemctl reload`` of the ``Type=notify-reload`` flavour
+  (systemd 257, in the cached Debian 13 root with the cinder venv
+  bind-mounted) against the in-process cycle, 2 backends.
 
 Output rows have the shape of benchmarks/bench.py's (figure, value,
 baseline, ratio), so its table generator can merge them.
@@ -56,8 +56,8 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench import machine, markdown, percentile  # noqa: E402
-from harness.managers import SystemdHost252  # noqa: E402
-from stack.cinderenv import find_cinder_venv  # noqa: E402
+from harness.managers import SystemdHost252, SystemdTrixie257, UserManager  # noqa: E402
+from stack.cinderenv import CACHE, find_cinder_venv  # noqa: E402
 from stack.infra import Backing, backing_services  # noqa: E402
 from stack.load import LoadGenerator  # noqa: E402
 from stack.scenario import CHANGED, UNCHANGED, read_json, run_reloads, waits_of  # noqa: E402
@@ -70,22 +70,50 @@ def log(message: str) -> None:
 
 
 @contextmanager
-def unit_stack(backing: Backing, backends: int, **kwargs: Any) -> Iterator[UnitStack]:
+def unit_stack(backends: int, **kwargs: Any) -> Iterator[UnitStack]:
+    """A stack with its own database and vhost, under a fresh systemd 252 user manager."""
+    with backing_services(prefix="crbench") as backing, _unit_stack(backing, backends, **kwargs) as stack:
+        yield stack
+
+
+@contextmanager
+def _unit_stack(backing: Backing, backends: int, systemd_version: int = 252, **kwargs: Any) -> Iterator[UnitStack]:
     workdir = Path(tempfile.mkdtemp(prefix="crbench."))
     workdir.chmod(0o755)
-    manager = SystemdHost252(workdir)
     venv = find_cinder_venv()
     if venv is None:
         raise SystemExit("no cinder venv: run tools/setup (tests/cinder/cinder_venv.py builds it)")
+    manager: UserManager
+    if systemd_version >= 253:
+        # systemd 257 in the Debian 13 root: the cache (venv, deps) and the
+        # venv's base interpreter bind-mounted at the same paths.
+        manager = SystemdTrixie257(workdir, binds=[CACHE, venv.interpreter_prefix])
+    else:
+        manager = SystemdHost252(workdir)
+    # The manager's own log (workdir/systemd-*.log) at debug: what it did to the units, if a run fails.
+    manager.systemctl("log-level", "debug")
     names = tuple(f"fake{i}" for i in range(1, backends + 1))
-    stack = UnitStack(workdir / "stack", venv, backing, manager=manager, backends=names, probe=names[:1], **kwargs)
+    stack = UnitStack(
+        workdir / "stack",
+        venv,
+        backing,
+        manager=manager,
+        backends=names,
+        probe=names[:1],
+        systemd_version=systemd_version,
+        **kwargs,
+    )
     try:
         stack.start(timeout=600)
         yield stack
-    finally:
+    except BaseException:
         stack.stop()
         manager.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        log(f"failed; the run's files and logs are kept in {workdir}")
+        raise
+    stack.stop()
+    manager.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _cycle_end(stack: UnitStack, generation_before: int, timeout: float = 300) -> dict[str, Any]:
@@ -104,14 +132,14 @@ def _generation(stack: UnitStack) -> int:
     return int((read_json(stack.state_dir / "cinder-volume.reload.json") or {}).get("generation") or 0)
 
 
-def bench_volume(backing: Backing, sizes: list[int], quick: bool) -> list[dict[str, Any]]:
+def bench_volume(sizes: list[int], quick: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for n in sizes:
         reloads = 3 if quick or n >= 50 else 7
         restarts = 1 if quick or n >= 10 else 3
         log(f"volume: starting the stack with {n} backends")
         started = time.monotonic()
-        with unit_stack(backing, n) as stack:
+        with unit_stack(n) as stack:
             log(f"volume: {n} backends serving after {time.monotonic() - started:.1f}s")
             sighup: list[float] = []
             cycles: list[float] = []
@@ -171,11 +199,41 @@ def bench_volume(backing: Backing, sizes: list[int], quick: bool) -> list[dict[s
     return rows
 
 
-def bench_waits(backing: Backing, quick: bool) -> list[dict[str, Any]]:
+def bench_notify_reload(quick: bool) -> list[dict[str, Any]]:
+    """`systemctl reload` of the Type=notify-reload flavour (systemd 257) over the cycle."""
+    samples = 3 if quick else 7
+    ctl: list[float] = []
+    cycles: list[float] = []
+    with unit_stack(2, systemd_version=257) as stack:
+        for i in range(samples):
+            stack.config.slow_op_seconds = {CHANGED: 0.3 + 0.05 * (1 + i % 2)}
+            stack.config.write()
+            before = _generation(stack)
+            result = stack.reload("cinder-volume", timeout=300)
+            assert result.returncode == 0, result
+            doc = _cycle_end(stack, before)
+            assert doc["result"] == "ok", doc
+            ctl.append(stack.last["cinder-volume"].duration)
+            cycles.append(doc["duration_s"])
+    med_ctl, med_cycle = statistics.median(ctl), statistics.median(cycles)
+    return [
+        {
+            "figure": "cinder-volume, 2 backends: `systemctl reload` (Type=notify-reload, systemd 257)",
+            "value": f"{med_ctl * 1e3:.0f} ms",
+            "baseline": f"{med_cycle * 1e3:.0f} ms (the in-process cycle it waited for)",
+            "ratio": med_ctl / med_cycle if med_cycle else 0.0,
+            "overhead_ms": (med_ctl - med_cycle) * 1e3,
+            "samples": samples,
+            "raw": {"systemctl_reload_s": ctl, "cycle_s": cycles},
+        }
+    ]
+
+
+def bench_waits(quick: bool) -> list[dict[str, Any]]:
     good = 5 if quick else 20
     calm = 8.0 if quick else 20.0
     rows: list[dict[str, Any]] = []
-    with unit_stack(backing, 2) as stack:
+    with unit_stack(2) as stack:
         stack.probe = None
         load = LoadGenerator(stack.api, stack.types, rate=6.0, op_deadline=60)
         load.start()
@@ -198,8 +256,7 @@ def bench_waits(backing: Backing, quick: bool) -> list[dict[str, Any]]:
         bad = load.bad()
         states = stack.state_files()
         docs = {b: read_json(states[f"cinder-volume.{b}"]) for b in (CHANGED, UNCHANGED)}
-    with load._lock:  # noqa: SLF001
-        ops = list(load.ops)
+    ops = load.operations()
     for backend, role in ((CHANGED, "changed"), (UNCHANGED, "unchanged")):
         waits = waits_of(docs[backend], backend)
         w = [float(x) for x in waits["recent_s"]]
@@ -224,21 +281,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples, 2 and 10 backends")
     parser.add_argument("--backends", help="comma-separated backend counts (default 2,10,50)")
-    parser.add_argument("--only", action="append", choices=["volume", "waits"])
+    parser.add_argument("--only", action="append", choices=["volume", "notify-reload", "waits"])
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/stack.json")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     sizes = [int(x) for x in (args.backends or ("2,10" if args.quick else "2,10,50")).split(",")]
-    sections: dict[str, Callable[[Backing], list[dict[str, Any]]]] = {
-        "volume": lambda b: bench_volume(b, sizes, args.quick),
-        "waits": lambda b: bench_waits(b, args.quick),
+    sections: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "volume": lambda: bench_volume(sizes, args.quick),
+        "notify-reload": lambda: bench_notify_reload(args.quick),
+        "waits": lambda: bench_waits(args.quick),
     }
     rows: list[dict[str, Any]] = []
     for name in args.only or list(sections):
         log(f"running {name}...")
-        # A database and a vhost of its own for each section.
-        with backing_services(prefix="crbench") as backing:
-            rows.extend(dict(r, section=f"stack-{name}") for r in sections[name](backing))
+        rows.extend(dict(r, section=f"stack-{name}") for r in sections[name]())
+    if args.only and args.json.exists():
+        # A partial run replaces its own sections' rows and keeps the others.
+        previous = json.loads(args.json.read_text())
+        ran = {f"stack-{name}" for name in args.only}
+        rows = [r for r in previous.get("rows", []) if r.get("section") not in ran] + rows
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),

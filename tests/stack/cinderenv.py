@@ -55,6 +55,16 @@ class CinderVenv:
     def api_paste(self) -> Path:
         return self.path / "etc/cinder/api-paste.ini"
 
+    @property
+    def interpreter_prefix(self) -> Path:
+        """Where the venv's base Python is installed (``home`` in pyvenv.cfg,
+        minus ``bin``): to be bind-mounted where the venv runs in another root."""
+        for line in (self.path / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home":
+                return Path(value.strip()).parent
+        raise RuntimeError(f"{self.path}/pyvenv.cfg names no home")
+
 
 def _is_cinder_venv(path: Path) -> bool:
     return (path / "bin/cinder-volume").exists() and (path / "bin/python").exists()

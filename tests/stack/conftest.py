@@ -44,5 +44,21 @@ def stack_workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-# The real user manager (tests/harness, issue 4), as tests/managers uses it.
-from harness.fixtures import harness_workdir, systemd252  # noqa: E402, F401
+# The real user managers (tests/harness, issue 4), as tests/managers uses them.
+from harness.fixtures import harness_workdir, namespaces_unavailable, systemd252  # noqa: E402, F401
+from harness.managers import SystemdTrixie257, UserManager  # noqa: E402
+
+
+@pytest.fixture
+def systemd257_stack(stack_workdir: Path, cinder_venv: CinderVenv) -> Iterator[UserManager]:
+    """systemd 257 (Debian 13 root) with what the stack's units need bind-mounted:
+    the run's directory, the cinder venv and stack deps (the cache), and the
+    venv's base interpreter."""
+    reason = namespaces_unavailable()
+    if reason:
+        pytest.skip(reason)
+    manager = SystemdTrixie257(stack_workdir, binds=[CACHE, cinder_venv.interpreter_prefix])
+    try:
+        yield manager
+    finally:
+        manager.close()

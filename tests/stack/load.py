@@ -102,6 +102,7 @@ class LoadGenerator:
         self._threads: list[threading.Thread] = []
         self.started_at: float | None = None
         self.stopped_at: float | None = None
+        self._finished = False  # every life has ended: the poller may stop
 
     # -- control -------------------------------------------------------------------
     def start(self) -> None:
@@ -192,7 +193,7 @@ class LoadGenerator:
         while True:
             with self._lock:
                 idle = not self._watches
-                finished = getattr(self, "_finished", False)
+                finished = self._finished
             if finished and idle:
                 return
             if not idle:
@@ -235,6 +236,16 @@ class LoadGenerator:
             "by_backend": by,
             "kinds": {k: sum(o.kind == k for o in ops) for k in ("create", "extend", "delete")},
         }
+
+    def in_flight(self, backend: str, at_least: float = 0.0) -> bool:
+        """Is an operation on ``backend`` under way, started at least ``at_least`` s ago?"""
+        now = self.clock()
+        with self._lock:
+            return any(o.backend == backend and o.ended is None and now - o.started >= at_least for o in self.ops)
+
+    def operations(self) -> list[Op]:
+        with self._lock:
+            return list(self.ops)
 
     def bad(self) -> list[Op]:
         with self._lock:

@@ -66,7 +66,10 @@ def run_reloads(
         # Broken every third, until the quota of each kind is met.
         want_broken = broken_done < broken and (index % 3 == 2 or good_done >= good)
         wait_for(
-            lambda: _in_flight(load, CHANGED), in_flight_timeout, f"an operation in flight on {CHANGED}", interval=0.02
+            lambda: load.in_flight(CHANGED, at_least=0.05),
+            in_flight_timeout,
+            f"an operation in flight on {CHANGED}",
+            interval=0.02,
         )
         if want_broken:
             kind, breaker = BROKEN[broken_done % len(BROKEN)]
@@ -88,12 +91,6 @@ def run_reloads(
         if want_broken:
             config.write()  # the operator fixes the file
     return scenario
-
-
-def _in_flight(load: LoadGenerator, backend: str, at_least: float = 0.05) -> bool:
-    now = load.clock()
-    with load._lock:  # noqa: SLF001 - same package
-        return any(o.backend == backend and o.ended is None and now - o.started >= at_least for o in load.ops)
 
 
 def waits_of(state: dict[str, Any] | None, scope: str) -> dict[str, Any]:

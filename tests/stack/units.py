@@ -5,7 +5,8 @@ Each service runs from the unit ``cinder-reload render`` writes (issue 3:
 ``cinder-reload``, the run's ``cinder.conf`` and no ``User=``/``Group=`` (a
 user manager cannot switch users: real-components.md), plus one line the
 product's units do not have: ``Environment=`` with ``PYTHONPATH`` for the
-slow test driver and PyMySQL.  ``ExecStart=`` is ``cinder-reload run SERVICE
+slow test driver and PyMySQL; each unit is installed under a name of the
+run's own (see ``UnitStack.unit``).  ``ExecStart=`` is ``cinder-reload run SERVICE
 -- --config-file ...`` (issue 5); ``systemctl reload`` is the operator's
 reload.  The state files are where the units put them,
 ``$RUNTIME_DIRECTORY`` = ``$XDG_RUNTIME_DIR/cinder`` of the user manager.
@@ -76,7 +77,13 @@ class UnitStack(Stack):
         self.state_dir = self.manager.host_path(f"{self.manager.runtime_dir}/cinder")
 
     def unit(self, service: str) -> str:
-        return f"{service}.service"
+        # A name of this run's own: every systemd --user started here (every
+        # test's, every session's) puts its units' cgroups at the same place,
+        # /app.slice/NAME.service under the cgroup root, so two managers'
+        # cinder-volume.service share one cgroup and stopping either SIGKILLs
+        # the other's processes (KillMode=mixed).  Seen here: cinder-volume and
+        # cinder-scheduler killed mid-test while another test stopped its own.
+        return f"{service}-{self.backing.database}.service"
 
     def start_service(self, service: str) -> None:
         assert self.manager is not None

@@ -96,6 +96,9 @@ def _format_status(doc: dict[str, Any]) -> str:
         lines.append(f"  failed: [{group}] {why}")
     for problem in doc.get("problems") or []:
         lines.append(f"  problem: {problem}")
+    for worker in doc.get("workers") or []:
+        lines.append(f"  worker {worker.get('worker')} (pid {worker.get('pid')}): {worker.get('result')}: "
+                     f"{worker.get('message')}")
     return "\n".join(lines)
 
 

@@ -63,12 +63,14 @@ def test_status_human_and_json(tmp_path: Path) -> None:
         "pending_restart": [{"group": "DEFAULT", "option": "host", "old": "a", "new": "b", "applied": "restart"}],
         "problems": ["f.conf: syntax error"],
         "reinitialized": [],
+        "workers": [{"worker": "fake1", "pid": 12, "result": "failed", "message": "did not finish"}],
     }
     (tmp_path / "svc.reload.json").write_text(json.dumps(doc))
     human = run("status", "svc", "--state-dir", str(tmp_path))
     assert human.returncode == 1
     assert "reload #4 failed" in human.stdout and "pending restart: [DEFAULT] host: 'a' -> 'b'" in human.stdout
     assert "problem: f.conf: syntax error" in human.stdout
+    assert "worker fake1 (pid 12): failed: did not finish" in human.stdout
     assert json.loads(run("status", "svc", "--json", "--state-dir", str(tmp_path)).stdout) == doc
 
 

@@ -53,6 +53,39 @@ def processes_in_mount_ns(ns: str) -> list[int]:
     return found
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _private_cgroups() -> list[Path]:
+    """Fresh cgroups for one manager: the cgroup2 root, or, on a hybrid host,
+    the unified and the name=systemd hierarchies.  Empty where they cannot be
+    made (then the manager shares its parent's, as before)."""
+    if (CGROUP_ROOT / "cgroup.procs").exists():
+        parents = [CGROUP_ROOT]
+    else:
+        parents = [CGROUP_ROOT / h for h in ("unified", "systemd") if (CGROUP_ROOT / h / "cgroup.procs").exists()]
+    name = f"cinder-reload-test.{os.getpid()}.{time.monotonic_ns()}"
+    made: list[Path] = []
+    try:
+        for parent in parents:
+            (parent / name).mkdir()
+            made.append(parent / name)
+    except OSError:
+        _remove_cgroups(made)
+        return []
+    return made
+
+
+def _remove_cgroups(cgroups: Sequence[Path]) -> None:
+    """Remove the (now empty) cgroups, the sub-cgroups systemd made first."""
+    for top in cgroups:
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
 class Namespace:
     """A process in a private mount namespace, and a way to run commands there."""
 
@@ -64,12 +97,19 @@ class Namespace:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ns: str | None = None
         self.log = log or workdir / "namespace.log"
+        self.cgroups: list[Path] = []
 
     # -- lifecycle ----------------------------------------------------------
     def _spawn(self, script: str, env: Mapping[str, str]) -> None:
+        # Each manager in a cgroup of its own.  A `systemd --user` started
+        # from /init.scope puts its units at /app.slice/NAME.service from the
+        # cgroup root, so two managers running a same-named unit share one
+        # cgroup, and stopping it in one SIGKILLs the other's processes.
+        self.cgroups = _private_cgroups()
+        enter = "".join(f"echo $$ > {shlex.quote(str(cg / 'cgroup.procs'))}\n" for cg in self.cgroups)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
+                ["unshare", "--mount", "--propagation", "private", "sh", "-ec", enter + script],
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -118,6 +158,8 @@ class Namespace:
                 raise WaitTimeout(f"processes {pids} survived SIGKILL for {timeout}s")
         if self.proc is not None:
             self.proc.wait(timeout=timeout)
+        _remove_cgroups(self.cgroups)
+        self.cgroups = []
         return killed
 
     # -- running commands inside -------------------------------------------

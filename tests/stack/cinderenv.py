@@ -177,8 +177,11 @@ class StackConfig:
             "",
             "[database]",
             f"connection = {self.database_url}",
-            "max_pool_size = 10",
-            "max_overflow = 50",
+            # Bounded so the stack's ~6 processes stay well under MariaDB's
+            # default max_connections (151) even beside another user of it:
+            # "Too many connections" failed operations here when they did not.
+            "max_pool_size = 5",
+            "max_overflow = 10",
             "",
             "[oslo_concurrency]",
             f"lock_path = {self.workdir / 'lock'}",

@@ -3,14 +3,53 @@
 The public surface is small; everything else is an implementation detail.
 """
 
-from .config import ConfigInvalid, ConfigProblem
-from .diff import ChangeKind, ConfigDiff, OptionChange
-from .drain import DrainGate, DrainGates, DrainTimeout
-from .engine import ReloadEngine
-from .events import EventSink, LoggingEvents, OsloMessagingEvents
-from .notify import SystemdNotifier, build_message
-from .phases import Phase
-from .reinit import GroupChange, ReinitRegistry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ConfigInvalid, ConfigProblem
+    from .diff import ChangeKind, ConfigDiff, OptionChange
+    from .drain import DrainGate, DrainGates, DrainTimeout
+    from .engine import ReloadEngine
+    from .events import EventSink, LoggingEvents, OsloMessagingEvents
+    from .notify import SystemdNotifier, build_message
+    from .phases import Phase
+    from .reinit import GroupChange, ReinitRegistry
+
+# Where each public name lives.  Imported on first use (PEP 562): the
+# `cinder-reload signal` command, which is what `systemctl reload` waits on,
+# must not pay for importing oslo.config just because it lives in this package.
+_WHERE = {
+    "ConfigInvalid": "config",
+    "ConfigProblem": "config",
+    "ChangeKind": "diff",
+    "ConfigDiff": "diff",
+    "OptionChange": "diff",
+    "DrainGate": "drain",
+    "DrainGates": "drain",
+    "DrainTimeout": "drain",
+    "ReloadEngine": "engine",
+    "EventSink": "events",
+    "LoggingEvents": "events",
+    "OsloMessagingEvents": "events",
+    "SystemdNotifier": "notify",
+    "build_message": "notify",
+    "Phase": "phases",
+    "GroupChange": "reinit",
+    "ReinitRegistry": "reinit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ChangeKind",

@@ -15,15 +15,14 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oslo_config import cfg
-
-from .config import ConfigInvalid, load_candidate
 from .state import read_state, runtime_dir, state_path
 from .waiter import Outcome, read_pidfile, signal_and_wait
+
+if TYPE_CHECKING:
+    from oslo_config import cfg
 
 __all__ = ["main"]
 
@@ -113,6 +112,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], None]:
+    from importlib import metadata
+
     if spec:
         module, _, func = spec.partition(":")
         provider: Callable[[cfg.ConfigOpts], None] = getattr(importlib.import_module(module), func or "register_opts")
@@ -127,6 +128,11 @@ def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpt
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    # Imported here: `signal` (what systemctl reload waits on) must start fast.
+    from oslo_config import cfg
+
+    from .config import ConfigInvalid, load_candidate
+
     conf = cfg.ConfigOpts()
     _options_provider(args.service, args.options)(conf)
     service_args = args.service_args
@@ -141,7 +147,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = frozenset({"signal", "status", "check"})
+
+
+def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cinder-reload", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -168,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
     p.set_defaults(func=cmd_check)
 
-    for module, function in EXTRA_COMMANDS:
+    for module, function in EXTRA_COMMANDS if extras else ():
         getattr(importlib.import_module(module, __package__), function)(sub)
     return parser
 
@@ -181,7 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         split = argv.index("--")
         argv, service_args = argv[:split], argv[split + 1:]
-    args = build_parser().parse_args(argv)
+    # The other subcommands (render, run) import jinja2, oslo.config and more;
+    # `signal` is what `systemctl reload` waits on, so it skips them.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(extras=command not in CORE_COMMANDS).parse_args(argv)
     args.service_args = service_args
     return int(args.func(args))
 

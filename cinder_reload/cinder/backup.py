@@ -21,7 +21,8 @@ from oslo_config import cfg
 from ..config import registered_options
 from ..diff import OptKey
 from ..reinit import GroupChange
-from .volume import RpcGate, import_driver_class
+from .options import default_restart_only_except
+from .volume import GatedReinitializer, RpcGate, import_driver_class
 
 __all__ = ["BackupDriverReinitializer", "restart_only_for_backup", "setup"]
 
@@ -52,24 +53,10 @@ def reinit_options(conf: cfg.ConfigOpts) -> frozenset[str]:
 
 def restart_only_for_backup(conf: cfg.ConfigOpts, common: frozenset[OptKey]) -> frozenset[OptKey]:
     """Every immutable [DEFAULT] option but the backup driver's."""
-    keep = reinit_options(conf)
-    keys = set(common)
-    for reg in registered_options(conf):
-        if reg.group == "DEFAULT" and not reg.opt.mutable and reg.opt.dest not in keep:
-            keys.add(reg.key)
-    return frozenset(keys)
+    return default_restart_only_except(conf, common, reinit_options(conf))
 
 
-class BackupDriverReinitializer:
-    def __init__(self, manager: Any, conf: cfg.ConfigOpts, rpc_gate: RpcGate) -> None:
-        self.manager = manager
-        self.conf = conf
-        self.rpc_gate = rpc_gate
-
-    def __call__(self, change: GroupChange) -> None:
-        with self.rpc_gate.bypass():
-            self._rebuild(change)
-
+class BackupDriverReinitializer(GatedReinitializer):
     def _rebuild(self, change: GroupChange) -> None:
         from cinder import context
         from cinder.backup import manager as backup_manager

@@ -10,9 +10,11 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
+from ..config import registered_options
 from ..diff import OptKey
 
 __all__ = [
+    "default_restart_only_except",
     "RELOAD_OPTS",
     "SERVICES",
     "register_api_opts",
@@ -196,3 +198,19 @@ def _config_args(args: Sequence[str]) -> list[str]:
         elif item.startswith(tuple(f"{w}=" for w in wanted)):
             kept.append(item)
     return kept
+
+
+def default_restart_only_except(
+    conf: cfg.ConfigOpts, common: frozenset[OptKey], keep: frozenset[str]
+) -> frozenset[OptKey]:
+    """``common`` plus every immutable [DEFAULT] option not in ``keep``.
+
+    cinder-scheduler and cinder-backup read nearly all of [DEFAULT] once at
+    start; only the options their re-initialiser rebuilds (``keep``) can take
+    effect live.
+    """
+    keys = set(common)
+    for reg in registered_options(conf):
+        if reg.group == "DEFAULT" and not reg.opt.mutable and reg.opt.dest not in keep:
+            keys.add(reg.key)
+    return frozenset(keys)

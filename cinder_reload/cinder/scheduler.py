@@ -18,10 +18,10 @@ from typing import Any
 
 from oslo_config import cfg
 
-from ..config import registered_options
 from ..diff import OptKey
 from ..reinit import GroupChange
-from .volume import RpcGate
+from .options import default_restart_only_except
+from .volume import GatedReinitializer, RpcGate
 
 __all__ = ["REINIT_OPTIONS", "SchedulerReinitializer", "restart_only_for_scheduler", "setup"]
 
@@ -34,23 +34,10 @@ REINIT_OPTIONS = frozenset(
 
 def restart_only_for_scheduler(conf: cfg.ConfigOpts, common: frozenset[OptKey]) -> frozenset[OptKey]:
     """Every immutable [DEFAULT] option but the ones re-initialised here."""
-    keys = set(common)
-    for reg in registered_options(conf):
-        if reg.group == "DEFAULT" and not reg.opt.mutable and reg.opt.dest not in REINIT_OPTIONS:
-            keys.add(reg.key)
-    return frozenset(keys)
+    return default_restart_only_except(conf, common, REINIT_OPTIONS)
 
 
-class SchedulerReinitializer:
-    def __init__(self, manager: Any, conf: cfg.ConfigOpts, rpc_gate: RpcGate) -> None:
-        self.manager = manager
-        self.conf = conf
-        self.rpc_gate = rpc_gate
-
-    def __call__(self, change: GroupChange) -> None:
-        with self.rpc_gate.bypass():
-            self._rebuild(change)
-
+class SchedulerReinitializer(GatedReinitializer):
     def _rebuild(self, change: GroupChange) -> None:
         from oslo_utils import importutils
 

@@ -46,14 +46,7 @@ from cinder_reload.config import load_candidate, snapshot  # noqa: E402
 from cinder_reload.diff import diff_values  # noqa: E402
 from cinder_reload.drain import DrainGate  # noqa: E402
 from helpers import BASE_CONFIG, RefDaemon  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+from stack.load import percentile  # noqa: E402
 
 
 def machine() -> dict[str, Any]:

@@ -271,6 +271,14 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="add the rows of another suite's report (benchmarks/bench_stack.py writes benchmarks/results/stack.json)",
+    )
     args = parser.parse_args()
     # oslo.config warns about every immutable change during the baseline runs.
     logging.disable(logging.WARNING)
@@ -280,6 +288,10 @@ def main() -> int:
         rows.extend(dict(r, section=name) for r in SECTIONS[name](args.quick))
     report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "quick": args.quick, "rows": rows}
     table = markdown(report)
+    for path in args.include:
+        other = json.loads(path.read_text())
+        # Its own heading: another run, perhaps another day or machine.
+        table += f"\n### {other.get('suite', path.name)}\n\n" + markdown(other)
     print(table)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -27,7 +27,6 @@ import os
 import platform
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,13 +39,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from helpers import BASE_CONFIG, RefDaemon  # noqa: E402
 from oslo_config import cfg  # noqa: E402
+from stack.load import percentile  # noqa: E402
 
 from cinder_reload.config import load_candidate, snapshot  # noqa: E402
 from cinder_reload.diff import diff_values  # noqa: E402
 from cinder_reload.drain import DrainGate  # noqa: E402
-from helpers import BASE_CONFIG, RefDaemon  # noqa: E402
-from stack.load import percentile  # noqa: E402
 
 
 def machine() -> dict[str, Any]:

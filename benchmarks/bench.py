@@ -115,12 +115,13 @@ def bench_diff(quick: bool) -> list[dict[str, Any]]:
             groups = {f"backend{b}" for b in range(backends)}
             repeat = 3 if quick else 7
 
-            def ours() -> None:
+            # Defaults bind this iteration's objects (the closures run right here).
+            def ours(conf: cfg.ConfigOpts = conf, groups: set[str] = groups) -> None:
                 candidate = load_candidate(conf)
                 diff = diff_values(snapshot(conf), snapshot(candidate), groups)
                 assert len(diff.changes) == 1
 
-            def oslo() -> None:
+            def oslo(conf: cfg.ConfigOpts = conf) -> None:
                 conf.mutate_config_files()
 
             t_ours = min(timeit.repeat(ours, number=1, repeat=repeat))

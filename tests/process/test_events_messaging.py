@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from oslo_config import cfg
+from refdaemon import register_opts
 
 from cinder_reload import OsloMessagingEvents, ReloadEngine
-from refdaemon import register_opts
 
 oslo_messaging = pytest.importorskip("oslo_messaging")
 

@@ -138,18 +138,41 @@ def take_sighup(engine: ReloadEngine) -> None:
     signal.signal(signal.SIGHUP, engine.inbox.handler)
 
 
-class WorkerService(ServiceBase):  # type: ignore[misc]
+class _WrappedService(ServiceBase):  # type: ignore[misc]
+    """A cinder service seen through oslo.service's ServiceBase: every call
+    and attribute the launcher uses goes to the wrapped service."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.backdoor_port: Any = None
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def wait(self) -> None:
+        self.inner.wait()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self.__dict__["inner"], key)
+
+
+class WorkerService(_WrappedService):
     """Wraps one cinder service; in the child process, runs its reload engine."""
 
     def __init__(self, inner: Any, name: str, integration: Integration, copies: int = 1) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.name = name
         self.integration = integration
         #: Processes running this same service (cinder-api's workers): each is
         #: then named after its pid, so each has its own state file.
         self.copies = copies
         self.engine: ReloadEngine | None = None
-        self.backdoor_port: Any = None
 
     def name_of(self, pid: int) -> str:
         return self.name if self.copies == 1 else f"{self.name}-{pid}"
@@ -180,42 +203,20 @@ class WorkerService(ServiceBase):  # type: ignore[misc]
                 self.engine.state_file.unlink(missing_ok=True)
         self.inner.stop()
 
-    def wait(self) -> None:
-        self.inner.wait()
 
-    def reset(self) -> None:
-        self.inner.reset()
-
-    def __getattr__(self, key: str) -> Any:
-        return getattr(self.__dict__["inner"], key)
-
-
-class SingleService(ServiceBase):  # type: ignore[misc]
+class SingleService(_WrappedService):
     """Wraps the one cinder service of a single-process launcher: READY=1 once it started."""
 
     def __init__(self, inner: Any, engine: ReloadEngine, in_worker: bool = False) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.engine = engine
         #: cotyledon runs the service in a worker process: READY=1 is the main process's.
         self.in_worker = in_worker
-        self.backdoor_port: Any = None
 
     def start(self) -> None:
         self.inner.start()
         if not self.in_worker:
             self.engine.ready(f"Serving ({self.inner.__class__.__name__} {getattr(self.inner, 'host', '')})")
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def wait(self) -> None:
-        self.inner.wait()
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-    def __getattr__(self, key: str) -> Any:
-        return getattr(self.__dict__["inner"], key)
 
 
 class CotyledonRestart:

@@ -23,6 +23,30 @@ REFDAEMON = TESTS / "refdaemon.py"
 CINDER_RELOAD = [str(Path(sys.executable).parent / "cinder-reload")]
 
 
+def signal_wait(
+    command: list[str], service: str, pid: int, state_dir: Path, timeout: float, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`cinder-reload signal SERVICE --pid PID --wait`: what ExecReload= and init scripts run."""
+    return subprocess.run(
+        [
+            *command,
+            "signal",
+            service,
+            "--pid",
+            str(pid),
+            "--wait",
+            "--timeout",
+            str(timeout),
+            "--state-dir",
+            str(state_dir),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+    )
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what``."""
     deadline = time.monotonic() + timeout
@@ -169,24 +193,7 @@ class RefDaemon:
 
     def reload(self, timeout: float = 30.0, *extra: str) -> subprocess.CompletedProcess[str]:
         """`cinder-reload signal refdaemon --wait`, as ExecReload= runs it."""
-        return subprocess.run(
-            [
-                *CINDER_RELOAD,
-                "signal",
-                "refdaemon",
-                "--pid",
-                str(self.pid),
-                "--wait",
-                "--timeout",
-                str(timeout),
-                "--state-dir",
-                str(self.state_dir),
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout + 10,
-        )
+        return signal_wait(CINDER_RELOAD, "refdaemon", self.pid, self.state_dir, timeout, *extra)
 
     def edit(self, text: str) -> None:
         self.config_file.write_text(text)

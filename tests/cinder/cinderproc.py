@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from helpers import NotifyListener, wait_until
+from helpers import NotifyListener, signal_wait, wait_until
 
 __all__ = [
     "CinderService",
@@ -185,23 +185,7 @@ class CinderService:
 
     def reload(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """``cinder-reload signal SERVICE --pid MAINPID --wait``: what ExecReload= runs."""
-        return subprocess.run(
-            [
-                self.bin("cinder-reload"),
-                "signal",
-                self.service,
-                "--pid",
-                str(self.pid),
-                "--wait",
-                "--timeout",
-                str(timeout),
-                "--state-dir",
-                str(self.state_dir),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout + 10,
-        )
+        return signal_wait([self.bin("cinder-reload")], self.service, self.pid, self.state_dir, timeout)
 
     def edit(self, text: str) -> None:
         self.config_file.write_text(text)

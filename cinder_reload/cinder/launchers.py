@@ -96,6 +96,18 @@ class Integration:
     def all_worker_groups(self) -> set[str]:
         return {g for groups in self.worker_groups.values() for g in groups}
 
+    def main_engine(self, conf: cfg.ConfigOpts, **extra: Any) -> ReloadEngine:
+        """The engine of the main process: the one that talks to the service manager."""
+        return ReloadEngine(
+            self.service,
+            conf,
+            notifier=self.notifier(),
+            state_dir=self.state_dir,
+            restart_only=self.restart_only,
+            drain_timeout=self.drain_timeout,
+            **extra,
+        )
+
     def worker_engine(self, name: str, inner: Any) -> ReloadEngine:
         """The engine of one worker process (called in the child, after fork)."""
         own = set(self.worker_groups.get(name, ()))
@@ -307,13 +319,8 @@ def install(integration: Integration) -> None:
 
         def __init__(self, conf: cfg.ConfigOpts, **kwargs: Any) -> None:
             self._reload_workers: dict[str, WorkerService] = {}
-            self.engine = ReloadEngine(
-                integration.service,
+            self.engine = integration.main_engine(
                 conf,
-                notifier=integration.notifier(),
-                state_dir=integration.state_dir,
-                restart_only=integration.restart_only,
-                drain_timeout=integration.drain_timeout,
                 workers=SignalledWorkers(
                     integration.service,
                     self._worker_pids,
@@ -371,14 +378,7 @@ def install(integration: Integration) -> None:
         """ServiceLauncher (one process, cinder-scheduler) whose SIGHUP is a reload."""
 
         def __init__(self, conf: cfg.ConfigOpts, **kwargs: Any) -> None:
-            self.engine = ReloadEngine(
-                integration.service,
-                conf,
-                notifier=integration.notifier(),
-                state_dir=integration.state_dir,
-                restart_only=integration.restart_only,
-                drain_timeout=integration.drain_timeout,
-            )
+            self.engine = integration.main_engine(conf)
             super().__init__(conf, **kwargs)
 
         def handle_signal(self) -> None:

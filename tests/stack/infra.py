@@ -20,11 +20,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers import wait_until
 
 __all__ = [
     "Backing",
@@ -56,12 +57,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+def _wait(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> None:
+    wait_until(predicate, timeout, what, interval)
 
 
 def _stop_pid(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

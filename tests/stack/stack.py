@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers import wait_until
+
 from .api import CinderAPI
 from .cinderenv import CinderVenv, StackConfig, service_env, stack_deps
 from .infra import Backing, free_port
@@ -36,14 +38,8 @@ CINDER_RELOAD = str(Path(sys.executable).parent / "cinder-reload")
 
 
 def wait_for(probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    """helpers.wait_until, polling less often: the stack's probes ask the REST API."""
+    return wait_until(probe, timeout, what, interval)
 
 
 def children_of(pid: int) -> list[int]:

@@ -14,6 +14,7 @@ from ..config import registered_options
 from ..diff import OptKey
 
 __all__ = [
+    "config_args",
     "default_restart_only_except",
     "RELOAD_OPTS",
     "SERVICES",
@@ -160,7 +161,7 @@ def register_volume_opts(conf: cfg.ConfigOpts) -> None:
     probe = cfg.ConfigOpts()
     probe.register_opt(cfg.ListOpt("enabled_backends"))
     try:
-        probe(_config_args(_service_args()), project="cinder", default_config_files=None)
+        probe(config_args(_service_args()), project="cinder", default_config_files=None)
         backends = [b for b in probe.enabled_backends or [] if b]
     except (cfg.Error, SystemExit):
         backends = []
@@ -187,9 +188,10 @@ def register_api_opts(conf: cfg.ConfigOpts) -> None:
     _register_service_opts(conf, "cinder-api")
 
 
-def _config_args(args: Sequence[str]) -> list[str]:
-    """Only the arguments naming configuration files: enough to read an option early."""
-    wanted = ("--config-file", "--config-dir")
+def config_args(args: Sequence[str], wanted: Sequence[str] = ("--config-file", "--config-dir")) -> list[str]:
+    """Only the ``wanted`` options of a command line (by default those naming
+    configuration files): enough to read an option early."""
+    wanted = tuple(wanted)
     kept: list[str] = []
     items = list(args)
     for index, item in enumerate(items):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..state import runtime_dir
-from .options import SERVICES, register_reload_opts, restart_only
+from .options import SERVICES, config_args, register_reload_opts, restart_only
 
 __all__ = ["run"]
 
@@ -64,14 +64,7 @@ def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) 
     """
     from oslo_config import cfg
 
-    wanted = ("--config-file", "--config-dir", "--log-dir", "--log-file")
-    args: list[str] = []
-    items = list(service_args)
-    for index, item in enumerate(items):
-        if item in wanted and index + 1 < len(items):
-            args += [item, items[index + 1]]
-        elif item.startswith(tuple(f"{w}=" for w in wanted)):
-            args.append(item)
+    args = config_args(service_args, ("--config-file", "--config-dir", "--log-dir", "--log-file"))
     probe = cfg.ConfigOpts()
     probe.register_cli_opts([cfg.StrOpt("log-dir"), cfg.StrOpt("log-file")])
     try:

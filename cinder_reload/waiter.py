@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 
 from .state import read_state
 
-__all__ = ["Outcome", "WaitResult", "pid_alive", "read_pidfile", "signal_and_wait"]
+__all__ = ["Outcome", "WaitResult", "finished_after", "monotonic", "pid_alive", "read_pidfile", "signal_and_wait"]
 
 
 class Outcome(enum.IntEnum):
@@ -85,11 +85,15 @@ def catches_sighup(pid: int) -> bool:
     return True
 
 
-def _monotonic() -> float:
+def monotonic() -> float:
+    """CLOCK_MONOTONIC in seconds: the clock the engine stamps ``started_monotonic`` with."""
     return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
-def _finished_after(doc: dict[str, Any] | None, pid: int, generation: int, sent: float) -> bool:
+def finished_after(doc: Mapping[str, Any] | None, pid: int, generation: int, sent: float) -> bool:
+    """Whether ``doc`` reports a finished cycle of ``pid`` past ``generation``
+    that started at or after ``sent``, i.e. one that read the files after our
+    SIGHUP (see the module docstring)."""
     if not doc or doc.get("pid") != pid or doc.get("in_progress"):
         return False
     started = doc.get("started_monotonic")
@@ -125,7 +129,7 @@ def signal_and_wait(
     # The SIGTERM handler goes in before the SIGHUP goes out: from then on
     # the manager may cancel us at any moment.
     with _sigterm_stops_waiting() as terminated:
-        sent = _monotonic()
+        sent = monotonic()
         try:
             os.kill(pid, signal.SIGHUP)
         except ProcessLookupError:
@@ -175,13 +179,13 @@ def _wait(
                 "the reload job); the service finishes the cycle on its own",
             )
         doc = read_state(state_file)
-        if _finished_after(doc, pid, generation, sent):
+        if finished_after(doc, pid, generation, sent):
             assert doc is not None
             outcome = Outcome.OK if doc.get("result") == "ok" else Outcome.FAILED
             return WaitResult(outcome, str(doc.get("message") or doc.get("result")), doc)
         if not pid_alive(pid):
             return WaitResult(Outcome.FAILED, f"process {pid} exited during the reload")
-        now = _monotonic()
+        now = monotonic()
         if now >= deadline:
             phase = (doc or {}).get("phase", "unknown")
             return WaitResult(

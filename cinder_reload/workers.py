@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .state import read_state, state_path
-from .waiter import pid_alive
+from .waiter import finished_after, monotonic, pid_alive
 
 __all__ = ["SignalledWorkers", "WorkerResult", "Workers", "worker_service_name"]
 
@@ -75,18 +75,6 @@ class Workers(Protocol):
         ...
 
 
-def _finished_since(doc: Mapping[str, Any] | None, pid: int, generation: int, sent: float) -> bool:
-    if not doc or doc.get("pid") != pid or doc.get("in_progress"):
-        return False
-    started = doc.get("started_monotonic")
-    return int(doc.get("generation") or 0) > generation and started is not None and started >= sent
-
-
-def _monotonic() -> float:
-    # CLOCK_MONOTONIC, the clock the engine stamps started_monotonic with.
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
-
-
 class SignalledWorkers:
     """Workers reached by SIGHUP and read back through their state files.
 
@@ -130,16 +118,16 @@ class SignalledWorkers:
 
     def wait_ready(self, timeout: float | None = None, should_stop: Callable[[], bool] = lambda: False) -> bool:
         """Wait until every current worker is ready; False on timeout or stop."""
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = None if timeout is None else monotonic() + timeout
         while True:
             if self._pids() and not self.not_ready():
                 return True
-            if should_stop() or (deadline is not None and _monotonic() >= deadline):
+            if should_stop() or (deadline is not None and monotonic() >= deadline):
                 return False
             self._sleep(self._poll)
 
     def reload(self, generation: int, timeout: float) -> list[WorkerResult]:
-        sent = _monotonic()
+        sent = monotonic()
         deadline = sent + timeout
         waiting: dict[str, tuple[int, int]] = {}  # name -> (pid, generation before)
         results: dict[str, WorkerResult] = {}
@@ -159,7 +147,7 @@ class SignalledWorkers:
         while waiting:
             for name, (pid, before) in list(waiting.items()):
                 doc = read_state(self.state_file(name))
-                if _finished_since(doc, pid, before, sent):
+                if finished_after(doc, pid, before, sent):
                     assert doc is not None
                     results[name] = WorkerResult(
                         name,
@@ -178,7 +166,7 @@ class SignalledWorkers:
                     del waiting[name]
             if not waiting:
                 break
-            if _monotonic() >= deadline:
+            if monotonic() >= deadline:
                 for name, (pid, _before) in waiting.items():
                     doc = read_state(self.state_file(name))
                     phase = (doc or {}).get("phase", "unknown")

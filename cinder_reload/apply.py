@@ -1,15 +1,18 @@
 """Applying a validated diff to the running ``ConfigOpts``.
 
-Two mechanisms, because oslo.config has two kinds of option:
+The running object first reads the validated snapshot (config.install:
+every group, from the bytes that were validated, never a second read of the
+files).  Then:
 
-* mutable options go through ``mutate_config_files()``, oslo.config's own
-  path, so its mutate hooks (oslo.log's debug level, for one) still run;
-* immutable options of a re-initialisable group are made visible with
-  ``set_override()``, one group at a time, right before that group's
-  re-initialiser runs.  ``mutate_config_files()`` cannot do this (it only
-  swaps the mutable namespace), and ``reload_config_files()`` swaps every
-  group at once, which would leave no way to keep a failed group on its old
-  values.  An override is per option, so rolling one group back is exact.
+* changes that must not take effect yet (pending a restart) are pinned to
+  their running value with ``set_override()``;
+* each re-initialisable group's changes are pinned old too, and released to
+  their new value right before that group is rebuilt (or its worker
+  replaced); a failure puts the pin back, so that group keeps exactly its old
+  values;
+* mutable options take effect at once, and oslo.config's mutate hooks
+  (oslo.log's debug level, for one) run with what changed, as
+  ``mutate_config_files()`` would have run them.
 
 :class:`Overrides` remembers which overrides this helper set, so a rollback
 puts back precisely what was there before.
@@ -18,15 +21,16 @@ puts back precisely what was there before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 from oslo_config import cfg
 
-from .diff import DEFAULT_GROUP, MASK, OptionChange, OptKey
+from .diff import DEFAULT_GROUP, OptionChange, OptKey
 
-__all__ = ["Overrides", "mutate_live"]
+__all__ = ["Overrides", "run_mutate_hooks"]
+
+LOG = logging.getLogger(__name__)
 
 _MISSING = object()
 
@@ -46,6 +50,8 @@ class Overrides:
         """Override each option to its new (or old) value; return an undo record."""
         undo: dict[OptKey, Any] = {}
         for change in changes:
+            if change.raw:  # no registered option to override
+                continue
             undo.setdefault(change.key, self._ours.get(change.key, _MISSING))
             value = change.new if to_new else change.old
             self._conf.set_override(change.name, value, _group_arg(change.group))
@@ -65,44 +71,30 @@ class Overrides:
         return frozenset(self._ours)
 
 
-class _QuietAppliedImmutables(logging.Filter):
-    """Keeps oslo.config's mutate log honest.
+def _opt_names(conf: cfg.ConfigOpts) -> dict[OptKey, str]:
+    """(group, dest) -> the option's name as oslo.config's hooks key it."""
+    from .config import registered_options
 
-    ``mutate_config_files()`` warns "Ignoring change to immutable option" for
-    every immutable change, including those this helper applies by
-    re-initialising, and logs mutable changes with their values, secrets
-    included.  Drop the first kind for options we do apply and mask the second.
+    return {reg.key: reg.opt.name for reg in registered_options(conf)}
+
+
+def run_mutate_hooks(conf: cfg.ConfigOpts, live: Iterable[OptionChange]) -> None:
+    """Log each mutable change (secrets masked) and run oslo.config's mutate hooks.
+
+    ``mutate_config_files()`` would re-read the files to learn what changed;
+    the reload already knows.  Its hooks get the same ``{(group or None,
+    name): (old, new)}`` it would pass them.  ``_mutate_hooks`` is private:
+    oslo.config has no public way to run the hooks without re-reading.
     """
-
-    def __init__(self, applied: frozenset[str], secret: frozenset[str]) -> None:
-        super().__init__()
-        self._applied = applied
-        self._secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if not isinstance(args, dict) or "option" not in args:
-            return True
-        label = f"{args.get('group') or DEFAULT_GROUP}.{args['option']}"
-        if "immutable" in str(record.msg) and label in self._applied:
-            return False
-        if label in self._secret and "old_val" in args:
-            record.args = {**args, "old_val": MASK, "new_val": MASK}
-        return True
-
-
-@contextmanager
-def _oslo_log_filter(applied: frozenset[str], secret: frozenset[str]) -> Iterator[None]:
-    logger = logging.getLogger("oslo_config.cfg")
-    log_filter = _QuietAppliedImmutables(applied, secret)
-    logger.addFilter(log_filter)
-    try:
-        yield
-    finally:
-        logger.removeFilter(log_filter)
-
-
-def mutate_live(conf: cfg.ConfigOpts, applied_by_reinit: Iterable[OptionChange], secret_labels: Iterable[str]) -> None:
-    """Run oslo.config's ``mutate_config_files()`` with its log kept honest."""
-    with _oslo_log_filter(frozenset(c.label for c in applied_by_reinit), frozenset(secret_labels)):
-        conf.mutate_config_files()
+    changes = [c for c in live if not c.raw]
+    if not changes:
+        return
+    names = _opt_names(conf)
+    fresh: dict[tuple[str | None, str], tuple[Any, Any]] = {}
+    for change in changes:
+        old, new = change.shown()
+        LOG.info("Option %s changed from [%s] to [%s]", change.label, old, new)
+        group = None if change.group == DEFAULT_GROUP else change.group
+        fresh[(group, names.get(change.key, change.name))] = (change.old, change.new)
+    for hook in list(getattr(conf, "_mutate_hooks", ())):
+        hook(conf, fresh)

@@ -82,8 +82,11 @@ def _format_status(doc: dict[str, Any]) -> str:
         f"  {doc.get('message')}",
     ]
     if doc.get("finished_at"):
-        lines.append(f"  finished {doc['finished_at']} after {doc.get('duration_s', 0):.3f}s"
-                     if doc.get("duration_s") is not None else f"  since {doc['finished_at']}")
+        lines.append(
+            f"  finished {doc['finished_at']} after {doc.get('duration_s', 0):.3f}s"
+            if doc.get("duration_s") is not None
+            else f"  since {doc['finished_at']}"
+        )
     if doc.get("in_progress"):
         lines.append(f"  now reloading: {doc['in_progress'].get('phase')}")
     for title, key in (("applied", "changed"), ("not applied", "not_applied"), ("pending restart", "pending_restart")):
@@ -96,8 +99,10 @@ def _format_status(doc: dict[str, Any]) -> str:
     for problem in doc.get("problems") or []:
         lines.append(f"  problem: {problem}")
     for worker in doc.get("workers") or []:
-        lines.append(f"  worker {worker.get('worker')} (pid {worker.get('pid')}): {worker.get('result')}: "
-                     f"{worker.get('message')}")
+        lines.append(
+            f"  worker {worker.get('worker')} (pid {worker.get('pid')}): {worker.get('result')}: "
+            f"{worker.get('message')}"
+        )
     return "\n".join(lines)
 
 
@@ -123,8 +128,10 @@ def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpt
             loaded: Callable[[cfg.ConfigOpts], None] = entry.load()
             return loaded
     known = sorted(e.name for e in metadata.entry_points(group=OPTIONS_ENTRY_POINTS))
-    raise SystemExit(f"cinder-reload: no options known for {service!r} (known: {', '.join(known) or 'none'}; "
-                     "use --options MODULE:FUNC)")
+    raise SystemExit(
+        f"cinder-reload: no options known for {service!r} (known: {', '.join(known) or 'none'}; "
+        "use --options MODULE:FUNC)"
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -172,8 +179,11 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = service_parser("check", "validate a configuration before reloading (like nginx -t); "
-                               "the service's own arguments follow --, e.g. -- --config-file /etc/cinder/cinder.conf")
+    p = service_parser(
+        "check",
+        "validate a configuration before reloading (like nginx -t); "
+        "the service's own arguments follow --, e.g. -- --config-file /etc/cinder/cinder.conf",
+    )
     p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
     p.set_defaults(func=cmd_check)
 
@@ -189,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service_args: list[str] = []
     if "--" in argv:
         split = argv.index("--")
-        argv, service_args = argv[:split], argv[split + 1:]
+        argv, service_args = argv[:split], argv[split + 1 :]
     # The other subcommands (render, run) import jinja2, oslo.config and more;
     # `signal` is what `systemctl reload` waits on, so it skips them.
     command = next((a for a in argv if not a.startswith("-")), None)

@@ -27,12 +27,15 @@ from typing import Any
 from oslo_config import cfg
 
 from .diff import DEFAULT_GROUP, OptionValue, OptKey
+from .files import FileSnapshot, UnsafeFile, parsing_from
 
 __all__ = [
     "ConfigInvalid",
     "ConfigProblem",
     "config_files",
+    "install",
     "load_candidate",
+    "raw_sections",
     "registered_options",
     "snapshot",
 ]
@@ -92,17 +95,18 @@ def config_files(conf: cfg.ConfigOpts) -> list[str]:
     return files
 
 
-def _check_file(path: str) -> ConfigProblem | None:
+def _check_file(path: str, files: FileSnapshot) -> ConfigProblem | None:
     """Name the file-level fault oslo.config would report less clearly."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = files.text(path)
     except FileNotFoundError:
         return ConfigProblem(path, "file not found")
     except PermissionError:
         return ConfigProblem(path, f"not readable by uid {os.getuid()} (permission denied)")
     except IsADirectoryError:
         return ConfigProblem(path, "is a directory, not a file")
+    except UnsafeFile as exc:
+        return ConfigProblem(path, f"{exc.strerror}; refusing to read it")
     except UnicodeDecodeError as exc:
         return ConfigProblem(path, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
     except OSError as exc:
@@ -171,6 +175,7 @@ def load_candidate(
     args: Sequence[str] | None = None,
     required_sections: Collection[str] = (),
     not_overridden: Collection[OptKey] = (),
+    files: FileSnapshot | None = None,
 ) -> cfg.ConfigOpts:
     """Parse the configuration again into a scratch object and validate it.
 
@@ -181,24 +186,19 @@ def load_candidate(
     service has live objects for) that are gone from the files.
     ``not_overridden`` names options whose ``set_override()`` on ``conf`` is
     the reload's own doing: the candidate takes their value from the files.
+    Every file is read once, into ``files`` (a new snapshot if None): pass
+    the same snapshot to :func:`install` to apply exactly what was validated.
     """
+    files = files if files is not None else FileSnapshot()
     call_args = list(conf._args or []) if args is None else list(args)
     scratch = _scratch_like(conf, not_overridden)
-    files = config_files(conf) if args is None else []
-    problems = [p for p in map(_check_file, files) if p]
+    paths = config_files(conf) if args is None else []
+    problems = [p for p in (_check_file(path, files) for path in paths) if p]
     if problems:
         raise ConfigInvalid(problems)
     try:
-        scratch(
-            args=call_args,
-            # vars(): on a ConfigOpts never called, attribute access would
-            # look these up as options and raise NoSuchOptError.
-            project=vars(conf).get("project"),
-            prog=vars(conf).get("prog") or "cinder-reload",
-            default_config_files=conf.default_config_files if args is None else [],
-            default_config_dirs=conf.default_config_dirs if args is None else [],
-            use_env=getattr(conf, "_use_env", True),
-        )
+        with parsing_from(files):
+            _call(scratch, conf, call_args, args is None)
     except cfg.ConfigFileParseError as exc:
         secret_names = [r.opt.dest for r in registered_options(conf) if r.opt.secret]
         message = _hide_secret_line(exc.msg or "", secret_names)
@@ -215,10 +215,10 @@ def load_candidate(
     except cfg.Error as exc:
         raise ConfigInvalid([ConfigProblem("configuration", str(exc))]) from None
     except SystemExit:
-        raise ConfigInvalid(_cli_problems(conf, call_args)) from None
+        raise ConfigInvalid(_cli_problems(conf, call_args, files)) from None
     if args is not None:
         # `check` names its files on the command line: vet them the same way.
-        problems = [p for p in map(_check_file, config_files(scratch)) if p]
+        problems = [p for p in (_check_file(path, files) for path in config_files(scratch)) if p]
     for reg in registered_options(scratch):
         try:
             _read(scratch, reg)
@@ -237,7 +237,62 @@ def load_candidate(
     return scratch
 
 
-def _cli_problems(conf: cfg.ConfigOpts, call_args: Sequence[str]) -> list[ConfigProblem]:
+def _call(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, call_args: list[str], defaults: bool) -> None:
+    scratch(
+        args=call_args,
+        # vars(): on a ConfigOpts never called, attribute access would
+        # look these up as options and raise NoSuchOptError.
+        project=vars(conf).get("project"),
+        prog=vars(conf).get("prog") or "cinder-reload",
+        default_config_files=conf.default_config_files if defaults else [],
+        default_config_dirs=conf.default_config_dirs if defaults else [],
+        use_env=getattr(conf, "_use_env", True),
+    )
+
+
+class ConfigApplyFailed(Exception):
+    """oslo.config refused the snapshot it was to install (a bug: it validated)."""
+
+
+def install(conf: cfg.ConfigOpts, files: FileSnapshot) -> None:
+    """Make ``conf`` read the validated snapshot: every group, from those bytes.
+
+    oslo.config's own ``reload_config_files()``, parsing from the snapshot
+    instead of the disk.  Options the reload must not change yet (pending a
+    restart, a group whose worker could not come up) are pinned afterwards
+    with ``set_override()`` by the caller.  ``_mutable_ns`` is dropped because
+    mutable options would otherwise keep reading an older namespace that
+    ``mutate_config_files()`` (which cinder-reload never calls) left behind.
+    """
+    # Before the reload: reload_config_files() clears oslo.config's value cache.
+    conf._mutable_ns = None
+    with parsing_from(files):
+        if not conf.reload_config_files():
+            raise ConfigApplyFailed("oslo.config refused the validated files (see its warning above)")
+
+
+def raw_sections(conf: cfg.ConfigOpts, names: Collection[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Each named section as the files spell it: ``{section: {key: values}}``.
+
+    A backend's driver registers some of its options only once it runs (in a
+    worker, where the main process cannot see them); comparing the text of
+    the section, not only the options the main process knows, is what
+    notices a change to one of those.  Files merge in oslo.config's order (a
+    later file's key wins).
+    """
+    namespace = getattr(conf, "_namespace", None)
+    parsed: list[dict[str, dict[str, list[str]]]] = list(getattr(namespace, "_parsed", None) or [])
+    result: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name in names:
+        merged: dict[str, tuple[str, ...]] = {}
+        for sections in reversed(parsed):  # oslo.config keeps the newest file first
+            for key, values in sections.get(name, {}).items():
+                merged[key] = tuple(values)
+        result[name] = merged
+    return result
+
+
+def _cli_problems(conf: cfg.ConfigOpts, call_args: Sequence[str], snapshot: FileSnapshot) -> list[ConfigProblem]:
     """Why argparse gave up: usually a bad value in the files for a CLI option.
 
     oslo.config hands a file's value of a CLI option (``debug = perhaps``) to
@@ -254,12 +309,13 @@ def _cli_problems(conf: cfg.ConfigOpts, call_args: Sequence[str]) -> list[Config
     files = config_files(conf)
     problems: list[ConfigProblem] = []
     try:
-        scratch(
-            args=[item for path in files for item in ("--config-file", path)],
-            project=vars(conf).get("project"),
-            default_config_files=[],
-            default_config_dirs=[],
-        )
+        with parsing_from(snapshot):
+            scratch(
+                args=[item for path in files for item in ("--config-file", path)],
+                project=vars(conf).get("project"),
+                default_config_files=[],
+                default_config_dirs=[],
+            )
         for reg in registered_options(scratch):
             if reg.key in cli_keys:
                 try:

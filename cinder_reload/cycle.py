@@ -1,14 +1,19 @@
 """One reload cycle as a pipeline of small named steps.
 
-validate -> plan -> drain -> apply live -> re-initialise -> reopen.
+validate -> plan -> drain -> apply -> re-initialise -> workers -> reopen.
 
 Each step has one failure path that leaves the running state intact:
 
-* validate: a broken candidate ends the cycle before anything is touched;
+* validate: the files are read once (files.py) and parsed into a scratch
+  object; a broken candidate ends the cycle before anything is touched;
 * drain: a timeout (or SIGTERM) reopens every gate and ends the cycle with the
   old configuration in full: never forced through half-drained;
+* apply: the running object reads the validated bytes; whatever may not
+  change yet is pinned to its running value;
 * re-initialise: a failing group gets its old option values back and keeps
-  its old objects; groups that succeeded keep their change.
+  its old objects; groups that succeeded keep their change;
+* workers: a pre-fork service's main process hands the plan to its workers
+  (workers.py); each result is the worker's own, its failure that worker's.
 
 The cycle does not know about signals, sockets or files: the engine passes in
 what it needs and turns the :class:`CycleResult` into STATUS=, the state file,
@@ -23,13 +28,14 @@ from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
-from .apply import Overrides, mutate_live
-from .config import ConfigInvalid, ConfigProblem, load_candidate, snapshot
-from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey, diff_values
+from .apply import Overrides, run_mutate_hooks
+from .config import ConfigInvalid, ConfigProblem, install, load_candidate, raw_sections, snapshot
+from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey, diff_values, raw_changes
 from .drain import DrainAborted, DrainGates, DrainTimeout
+from .files import FileSnapshot
 from .phases import Phase
 from .reinit import GroupChange, ReinitRegistry
-from .workers import WorkerResult
+from .workers import WorkerPlan, WorkerResult, Workers
 
 __all__ = ["CycleResult", "ReloadCycle"]
 
@@ -49,12 +55,7 @@ class CycleResult:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.error is None
-            and not self.failed_groups
-            and not self.aborted
-            and all(w.ok for w in self.workers)
-        )
+        return self.error is None and not self.failed_groups and not self.aborted and all(w.ok for w in self.workers)
 
     def merge_workers(self, results: list[WorkerResult]) -> None:
         """Take the workers' results in: their groups count as this cycle's."""
@@ -94,19 +95,25 @@ class ReloadCycle:
     should_abort: Callable[[], bool] = lambda: False
     on_slow_drain: Callable[[float, dict[str, int]], None] | None = None
     slow_drain_after: float = 3.0
-    #: Groups re-initialised by other processes (the workers of a main
-    #: process): their changes are classified ``reinit``, but this cycle
-    #: neither drains nor re-initialises them.
-    delegated: Collection[str] = ()
+    #: A pre-fork service's workers: their groups are classified ``reinit``
+    #: here and carried out by them in the cycle's last step.
+    workers: Workers | None = None
+    generation: int = 0
+    worker_timeout: float = 75.0
     #: Groups that are none of this process's business (a sibling worker's
     #: backend): validated like everything else, left out of the diff.
     ignored: Collection[str] = ()
 
+    @property
+    def delegated(self) -> frozenset[str]:
+        return frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+
     def run(self) -> CycleResult:
         result = CycleResult()
         self.enter(Phase.VALIDATING)
+        files = FileSnapshot()
         try:
-            candidate = self.validate()
+            candidate = self.validate(files)
         except ConfigInvalid as exc:
             result.problems = exc.problems
             result.error = "invalid configuration: " + "; ".join(str(p) for p in exc.problems)
@@ -136,53 +143,59 @@ class ReloadCycle:
                 return result
         try:
             self.enter(Phase.APPLYING)
-            self.apply_live(result.diff)
+            self.apply(result.diff, files)
             if reinit_groups:
                 self.enter(Phase.REINITIALIZING)
             for group in reinit_groups:
                 self.reinit_group(group, result)
         except Exception as exc:
-            # mutate_config_files() re-reads the files: one edited again since
-            # validation can still fail here, before any group was touched.
             LOG.exception("applying the configuration failed")
             result.error = f"applying the configuration failed: {exc}"
         finally:
             for scope in scopes:
                 self.gates.scope(scope).open()
+        if self.workers is not None and result.error is None:
+            self.enter(Phase.WORKERS)
+            result.merge_workers(self.workers.reload(self.worker_plan(result.diff, files)))
         return result
 
     # -- steps ---------------------------------------------------------------
-    def validate(self) -> cfg.ConfigOpts:
-        """Parse the files into a scratch ConfigOpts; raise ConfigInvalid."""
+    def validate(self, files: FileSnapshot) -> cfg.ConfigOpts:
+        """Parse the files (read once, into ``files``) into a scratch ConfigOpts; raise ConfigInvalid."""
         return load_candidate(
             self.conf,
-            required_sections=self.registry.groups() | frozenset(self.delegated),
+            required_sections=self.registry.groups() | self.delegated,
             not_overridden=self.overrides.keys(),
+            files=files,
         )
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
         """What changed, and how each change will take effect."""
-        diff = diff_values(
-            snapshot(self.conf),
-            snapshot(candidate),
-            self.registry.groups() | frozenset(self.delegated),
-            self.restart_only,
-        )
+        running, new = snapshot(self.conf), snapshot(candidate)
+        diff = diff_values(running, new, self.registry.groups() | self.delegated, self.restart_only)
+        if self.delegated:
+            # The workers' sections compared as text too: keys no option of
+            # this process's covers (registered by a driver in its worker).
+            known = running.keys() | new.keys()
+            groups = sorted(self.delegated)
+            raw = raw_changes(raw_sections(self.conf, groups), raw_sections(candidate, groups), known)
+            diff = ConfigDiff(diff.changes + raw.changes)
         if self.ignored:
             diff = ConfigDiff(tuple(c for c in diff.changes if c.group not in self.ignored))
         return diff
 
-    def apply_live(self, diff: ConfigDiff) -> None:
-        """Mutable options through oslo.config; restart-only ones pinned back."""
-        live = diff.of_kind(ChangeKind.LIVE)
-        restart_but_mutable = [c for c in diff.of_kind(ChangeKind.RESTART) if c.mutable]
-        if live or restart_but_mutable:
-            secret_labels = [c.label for c in diff.changes if c.secret]
-            mutate_live(self.conf, diff.of_kind(ChangeKind.REINIT), secret_labels)
-        # A mutable option the integration declared restart-only would have
-        # been swapped by mutate_config_files(); pin it to its running value so
-        # the config reports what the process actually uses.
-        self.overrides.set(restart_but_mutable, to_new=False)
+    def apply(self, diff: ConfigDiff, files: FileSnapshot) -> None:
+        """The running object reads the validated bytes; what may not change yet is pinned.
+
+        Pending-restart changes stay pinned to their running value (so the
+        config reports what the process actually uses, and a worker forked
+        later inherits it); re-initialisable ones are pinned too, until
+        their group is rebuilt or its worker replaced.  Mutable ones are in
+        effect from here on, and oslo.config's mutate hooks run.
+        """
+        install(self.conf, files)
+        self.overrides.set((c for c in diff.changes if c.kind is not ChangeKind.LIVE), to_new=False)
+        run_mutate_hooks(self.conf, diff.of_kind(ChangeKind.LIVE))
 
     def reinit_group(self, group: str, result: CycleResult) -> None:
         registration = self.registry.get(group)
@@ -197,6 +210,18 @@ class ReloadCycle:
             result.failed_groups[group] = f"{type(exc).__name__}: {exc}"
         else:
             result.reinitialized.append(group)
+
+    def worker_plan(self, diff: ConfigDiff, files: FileSnapshot) -> WorkerPlan:
+        changed = tuple(g for g in diff.groups(ChangeKind.REINIT) if g in self.delegated)
+        return WorkerPlan(
+            generation=self.generation,
+            diff=diff,
+            changed_groups=changed,
+            overrides=self.overrides,
+            files=files,
+            timeout=self.worker_timeout,
+            drain_timeout=self.drain_timeout,
+        )
 
     def _scope(self, group: str) -> str:
         registration = self.registry.get(group)

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ChangeKind", "ConfigDiff", "OptionChange", "OptionValue", "OptKey", "diff_values", "MASK"]
+__all__ = ["ChangeKind", "ConfigDiff", "OptionChange", "OptionValue", "OptKey", "diff_values", "raw_changes", "MASK"]
 
 MASK = "****"
 DEFAULT_GROUP = "DEFAULT"
@@ -64,6 +64,9 @@ class OptionChange:
     kind: ChangeKind
     secret: bool = False
     mutable: bool = False
+    #: Known to this process only as text in the files (an option a driver
+    #: registers in its worker): no typed value, nothing to override.
+    raw: bool = False
 
     @property
     def key(self) -> OptKey:
@@ -150,6 +153,29 @@ def diff_values(
         changes.append(
             OptionChange(group, key[1], before.value, after.value, kind, before.secret or after.secret, after.mutable)
         )
+    return ConfigDiff(tuple(changes))
+
+
+def raw_changes(
+    old: Mapping[str, Mapping[str, Any]],
+    new: Mapping[str, Mapping[str, Any]],
+    known: Collection[OptKey],
+) -> ConfigDiff:
+    """Keys of whole sections (``{section: {key: raw value}}``) that changed
+    and that no typed option covers: each a ``reinit`` change of its section.
+
+    Their values are shown masked: without the option's definition nothing
+    says whether a key is a password.
+    """
+    changes: list[OptionChange] = []
+    for section in sorted(old.keys() | new.keys(), key=_group_order):
+        before, after = old.get(section, {}), new.get(section, {})
+        for key in sorted(before.keys() | after.keys()):
+            if (section, key) in known or before.get(key) == after.get(key):
+                continue
+            changes.append(
+                OptionChange(section, key, before.get(key), after.get(key), ChangeKind.REINIT, secret=True, raw=True)
+            )
     return ConfigDiff(tuple(changes))
 
 

@@ -36,7 +36,7 @@ from oslo_config import cfg
 from .apply import Overrides
 from .config import snapshot
 from .cycle import CycleResult, ReloadCycle
-from .diff import ChangeKind, OptKey, mask_text
+from .diff import OptKey, mask_text
 from .drain import DrainGates
 from .events import EventSink, LoggingEvents, emit_all
 from .notify import SystemdNotifier, monotonic_usec
@@ -121,8 +121,12 @@ class ReloadEngine:
     def phase(self) -> Phase:
         return self.machine.phase
 
-    def ready(self, status: str = "Ready") -> None:
-        """The service is up: send READY=1 and run any SIGHUP that arrived earlier."""
+    def ready(self, status: str = "Ready", workers: list[dict[str, Any]] | None = None) -> None:
+        """The service is up: send READY=1 and run any SIGHUP that arrived earlier.
+
+        ``workers``: a pre-fork service's worker processes as started, for
+        the state file (``status`` and ``signal`` show them).
+        """
         with self._lock:
             if self.machine.phase is not Phase.STARTING:
                 return
@@ -144,6 +148,7 @@ class ReloadEngine:
                 "phase": "idle",
                 "in_progress": None,
                 "waits": self.gates.wait_stats(),
+                "workers": workers or [],
             }
         )
         self.notifier.ready(status)
@@ -223,23 +228,13 @@ class ReloadEngine:
             should_abort=self._stopping,
             on_slow_drain=self._on_slow_drain,
             slow_drain_after=self.slow_drain_after,
-            delegated=self.workers.groups() if self.workers is not None else (),
+            workers=self.workers,
+            generation=generation,
+            worker_timeout=self.worker_timeout,
             ignored=self.ignored_groups,
         )
         try:
             result = cycle.run()
-            if self.workers is not None and result.error is None and not result.aborted:
-                # Only a configuration this process accepted reaches a worker.
-                LOG.info("reload #%d: valid here, reloading the workers", generation)
-                result.merge_workers(self.workers.reload(generation, self.worker_timeout))
-                # This process now runs with the workers' new values too, so
-                # the next cycle compares the files against what is in effect.
-                delegated = frozenset(self.workers.groups())
-                self.overrides.set(
-                    c
-                    for c in result.diff.of_kind(ChangeKind.REINIT)
-                    if c.group in delegated and c.group in result.reinitialized
-                )
         except Exception as exc:  # a bug must not take the service down with it
             LOG.exception("reload #%d: internal error", generation)
             result = CycleResult(error=f"internal error: {type(exc).__name__}: {exc}")

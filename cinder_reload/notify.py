@@ -169,8 +169,11 @@ class SystemdNotifier:
                 # --notify-await (LSB init scripts) removes its socket once it
                 # has READY=1.  Expected, not a failure: say so once, stop.
                 self._gone = True
-                LOG.info("sd_notify socket %s is gone (its listener only waited for READY=1); "
-                         "not sending further notifications", address)
+                LOG.info(
+                    "sd_notify socket %s is gone (its listener only waited for READY=1); "
+                    "not sending further notifications",
+                    address,
+                )
                 return False
             level = logging.DEBUG if self._warned else logging.WARNING
             self._warned = True

@@ -19,6 +19,8 @@ class Phase(enum.StrEnum):
     DRAINING = "draining"
     APPLYING = "applying"
     REINITIALIZING = "reinitializing"
+    #: The workers' step of a pre-fork service: replace, or tell, each worker.
+    WORKERS = "workers"
     STOPPING = "stopping"
     STOPPED = "stopped"
 
@@ -30,13 +32,14 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.IDLE: frozenset({Phase.VALIDATING, Phase.STOPPING}),
     Phase.VALIDATING: frozenset({Phase.DRAINING, Phase.APPLYING, *_CYCLE_END}),
     Phase.DRAINING: frozenset({Phase.APPLYING, *_CYCLE_END}),
-    Phase.APPLYING: frozenset({Phase.REINITIALIZING, *_CYCLE_END}),
-    Phase.REINITIALIZING: frozenset(_CYCLE_END),
+    Phase.APPLYING: frozenset({Phase.REINITIALIZING, Phase.WORKERS, *_CYCLE_END}),
+    Phase.REINITIALIZING: frozenset({Phase.WORKERS, *_CYCLE_END}),
+    Phase.WORKERS: frozenset(_CYCLE_END),
     Phase.STOPPING: frozenset({Phase.STOPPED}),
     Phase.STOPPED: frozenset(),
 }
 
-IN_CYCLE = frozenset({Phase.VALIDATING, Phase.DRAINING, Phase.APPLYING, Phase.REINITIALIZING})
+IN_CYCLE = frozenset({Phase.VALIDATING, Phase.DRAINING, Phase.APPLYING, Phase.REINITIALIZING, Phase.WORKERS})
 
 
 class IllegalTransition(RuntimeError):

@@ -1,16 +1,19 @@
-"""Reloading a pre-fork service: the main process and its workers.
+"""The workers' step of a reload: what a pre-fork service's main process
+asks of its worker processes once it has validated the files.
 
-A service that forks workers (oslo.service's ``ProcessLauncher``: one child per
-cinder-volume backend) reloads in two levels.  The main process runs its own
-cycle first, so a broken file fails the reload *before any worker is
-signalled*; then every worker runs its own cycle (its own engine, its own
-drain gates and re-initialisers) and the main process collects each result.
+The main process validates once and applies the result to itself; then the
+cycle's ``workers`` step hands a :class:`WorkerPlan` to the service's
+:class:`WorkerPool`, which carries it out and returns one
+:class:`WorkerResult` per worker.  Two pools exist:
 
-The protocol is the one ``cinder-reload signal --wait`` already uses, one
-level down: each worker's engine writes its own state file
-(``SERVICE.WORKER.reload.json``); the main process sends the worker SIGHUP and
-waits for a finished cycle that started after the signal.  A worker that dies
-or does not finish in time fails the cycle; it never hangs it.
+* cinder-volume's backends (cinder_reload/cinder/backends.py): a changed
+  backend's worker is drained and replaced by a new one that cinder's own
+  start path brings up; the others are only told the live changes.
+* :class:`SignalledWorkers` here, for services whose workers still run a
+  reload cycle of their own (cinder-backup, cinder-api): SIGHUP, then each
+  worker's state file (``SERVICE.WORKER.reload.json``) is read back for a
+  cycle that started after the signal.  A worker that dies or does not
+  finish in time fails the cycle; it never hangs it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .apply import Overrides
+from .diff import ChangeKind, ConfigDiff, OptionChange
+from .files import FileSnapshot
 from .state import read_state, state_path
 from .waiter import finished_after, monotonic, pid_alive
 
-__all__ = ["SignalledWorkers", "WorkerResult", "Workers", "worker_service_name"]
+__all__ = ["SignalledWorkers", "WorkerPlan", "WorkerResult", "Workers", "worker_service_name"]
 
 
 def worker_service_name(service: str, worker: str) -> str:
@@ -45,6 +51,12 @@ class WorkerResult:
     reinitialized: tuple[str, ...] = ()
     failed_groups: Mapping[str, str] = field(default_factory=dict)
     report: Mapping[str, Any] | None = None
+    #: A replaced worker: the pid it had before, how long its RPC consumption
+    #: was paused (old worker stops consuming -> new one consumes), and how
+    #: long the new worker took from fork to consuming.
+    old_pid: int | None = None
+    paused_s: float | None = None
+    start_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -55,6 +67,8 @@ class WorkerResult:
             "reinitialized": list(self.reinitialized),
             "failed_groups": dict(self.failed_groups),
         }
+        if self.old_pid is not None:
+            doc.update(old_pid=self.old_pid, new_pid=self.pid, paused_s=self.paused_s, start_s=self.start_s)
         if self.report is not None:
             for key in ("generation", "duration_s", "changed", "not_applied", "pending_restart", "problems"):
                 if key in self.report:
@@ -62,16 +76,40 @@ class WorkerResult:
         return doc
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What the workers are to do, from the main process's validated cycle."""
+
+    generation: int
+    diff: ConfigDiff
+    #: Worker groups (backends) whose section changed, in order.
+    changed_groups: tuple[str, ...]
+    #: The main process's pins: a pool releases a group's pin (its new values)
+    #: before it starts that group's new worker, and puts it back on failure.
+    overrides: Overrides
+    #: The snapshot the main process validated and now runs.
+    files: FileSnapshot
+    timeout: float
+    drain_timeout: float
+
+    @property
+    def live(self) -> tuple[OptionChange, ...]:
+        return self.diff.of_kind(ChangeKind.LIVE)
+
+    def changes_of(self, group: str) -> tuple[OptionChange, ...]:
+        return tuple(c for c in self.diff.in_group(group) if c.kind is ChangeKind.REINIT)
+
+
 class Workers(Protocol):
-    """The workers of a main process, as the engine drives them."""
+    """The workers of a main process, as the cycle's workers step drives them."""
 
     def groups(self) -> Collection[str]:
-        """Config groups the workers re-initialise: the main process classifies
-        their changes as re-initialisable and leaves the work to the workers."""
+        """Config groups the workers own: the main process classifies their
+        changes as re-initialisable and leaves the work to the workers."""
         ...
 
-    def reload(self, generation: int, timeout: float) -> list[WorkerResult]:
-        """Run one cycle in every worker; one result per worker, never raises."""
+    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        """Carry the plan out; one result per worker, never raises."""
         ...
 
 
@@ -126,7 +164,8 @@ class SignalledWorkers:
                 return False
             self._sleep(self._poll)
 
-    def reload(self, generation: int, timeout: float) -> list[WorkerResult]:
+    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        timeout = plan.timeout
         sent = monotonic()
         deadline = sent + timeout
         waiting: dict[str, tuple[int, int]] = {}  # name -> (pid, generation before)
@@ -178,4 +217,9 @@ class SignalledWorkers:
                     )
                 break
             self._sleep(self._poll)
+        # The main process now runs with the workers' new values too, so the
+        # next cycle compares the files against what is in effect.
+        for result in results.values():
+            for group in result.reinitialized:
+                plan.overrides.set(plan.changes_of(group))
         return [results[name] for name in sorted(results)]

@@ -22,7 +22,7 @@ from ..config import registered_options
 from ..diff import OptKey
 from ..reinit import GroupChange
 from .options import default_restart_only_except
-from .volume import GatedReinitializer, RpcGate, import_driver_class
+from .rpcgate import GatedReinitializer, RpcGate, import_driver_class
 
 __all__ = ["BackupDriverReinitializer", "restart_only_for_backup", "setup"]
 

@@ -18,285 +18,37 @@ What the subclasses change, and why:
   environment before cinder starts (notify_once() finds nothing; children do
   not inherit it) and the engine sends READY=1 itself once every worker is
   ready.
-* **workers**: each service handed to ``launch_service()`` is wrapped; in the
-  forked child the wrapper starts the worker's own engine around cinder's
-  ``Service.start()``.
+* **workers**: cinder-volume's backends are driven over a control channel
+  per worker (backends.py, backend_worker.py): each fork gets a fresh
+  socketpair (``_start_child``).  The other services' workers run a reload
+  engine of their own (services.WorkerService, workers.SignalledWorkers).
+
+Module layout: integration.py (what the service is), services.py (the
+wrappers oslo.service runs), threading_backend.py (cotyledon), this module
+(the launchers and the seam).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+import time
 from typing import Any
 
 from oslo_config import cfg
-from oslo_service.backend.base import ServiceBase
 
-from ..diff import OptKey
-from ..engine import ReloadEngine
-from ..events import EventSink, OsloMessagingEvents
-from ..notify import SystemdNotifier
-from ..workers import SignalledWorkers, WorkerResult, worker_service_name
+from ..channel import Channel
+from ..workers import SignalledWorkers
+from .backend_worker import BackendService
+from .backends import BackendWorkers, WorkerHandle
+from .integration import Integration
+from .services import ServiceReset, SingleService, WorkerService, take_sighup
+from .threading_backend import ThreadingReload
 
-__all__ = ["Integration", "WorkerService", "install"]
+__all__ = ["Integration", "install"]
 
 LOG = logging.getLogger(__name__)
-
-#: Builds the re-initialisers of one worker: (engine, wrapped cinder service) -> None.
-WorkerSetup = Callable[[ReloadEngine, Any], None]
-
-
-@dataclass
-class Integration:
-    """Everything the launchers need to know about the service they run."""
-
-    service: str  # "cinder-volume"
-    conf: cfg.ConfigOpts
-    notify_address: str | None
-    state_dir: Path
-    restart_only: frozenset[OptKey] = frozenset()
-    #: Groups a worker re-initialises, by worker name (cinder-volume: backend -> [backend]).
-    worker_groups: Mapping[str, list[str]] = field(default_factory=dict)
-    worker_setup: WorkerSetup | None = None
-    #: Called once cinder has parsed its configuration, before the launcher is built.
-    prepare: Callable[[Integration], None] | None = None
-    publisher: str = "volume"
-    #: oslo.service's threading backend (cotyledon) rather than eventlet.
-    threading_backend: bool = False
-
-    @property
-    def drain_timeout(self) -> float:
-        return float(self.conf.reload.drain_timeout)
-
-    @property
-    def worker_timeout(self) -> float:
-        return float(self.conf.reload.worker_timeout)
-
-    def notifier(self) -> SystemdNotifier:
-        environ = {"NOTIFY_SOCKET": self.notify_address} if self.notify_address else {}
-        return SystemdNotifier("socket", environ=environ)
-
-    def events(self) -> list[EventSink]:
-        """Reload events on the service's own notification transport, if it has one."""
-        try:
-            from cinder import rpc
-
-            transport = rpc.NOTIFICATION_TRANSPORT
-        except ImportError:
-            return []
-        if transport is None:
-            return []
-        return [OsloMessagingEvents(transport, publisher_id=f"{self.publisher}.{self.conf.host}")]
-
-    def all_worker_groups(self) -> set[str]:
-        return {g for groups in self.worker_groups.values() for g in groups}
-
-    def main_engine(self, conf: cfg.ConfigOpts, **extra: Any) -> ReloadEngine:
-        """The engine of the main process: the one that talks to the service manager."""
-        return ReloadEngine(
-            self.service,
-            conf,
-            notifier=self.notifier(),
-            state_dir=self.state_dir,
-            restart_only=self.restart_only,
-            drain_timeout=self.drain_timeout,
-            **extra,
-        )
-
-    def worker_engine(self, name: str, inner: Any) -> ReloadEngine:
-        """The engine of one worker process (called in the child, after fork)."""
-        own = set(self.worker_groups.get(name, ()))
-        engine = ReloadEngine(
-            worker_service_name(self.service, name),
-            self.conf,
-            # Workers never talk to the service manager: the main process
-            # sends the one READY=1 that sums them all up.
-            notifier=SystemdNotifier(environ={}),
-            state_dir=self.state_dir,
-            restart_only=self.restart_only,
-            drain_timeout=self.drain_timeout,
-            ignored_groups=self.all_worker_groups() - own,
-        )
-        if self.worker_setup is not None:
-            self.worker_setup(engine, inner)
-        return engine
-
-
-class ServiceReset:
-    """After every successful reload, ``service.reset()``, as oslo.service's SIGHUP did.
-
-    cinder's ``Manager.reset()`` drops the cached RPC and object version pins
-    (so a finished rolling upgrade takes effect without a restart), the
-    scheduler's rebuilds its RPC clients, the API's resets its green pool.
-    Taking SIGHUP from oslo.service must not lose that.  It hangs off the
-    engine's ``.reload.end`` event, the one emitted after a cycle succeeded.
-    """
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
-        if event_type.endswith(".reload.end"):
-            self.service.reset()
-
-
-def take_sighup(engine: ReloadEngine) -> None:
-    """Give SIGHUP to the engine's inbox (after oslo.service took it)."""
-    signal.signal(signal.SIGHUP, engine.inbox.handler)
-
-
-class _WrappedService(ServiceBase):  # type: ignore[misc]
-    """A cinder service seen through oslo.service's ServiceBase: every call
-    and attribute the launcher uses goes to the wrapped service."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.backdoor_port: Any = None
-
-    def start(self) -> None:
-        self.inner.start()
-
-    def stop(self) -> None:
-        self.inner.stop()
-
-    def wait(self) -> None:
-        self.inner.wait()
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-    def __getattr__(self, key: str) -> Any:
-        return getattr(self.__dict__["inner"], key)
-
-
-class WorkerService(_WrappedService):
-    """Wraps one cinder service; in the child process, runs its reload engine."""
-
-    def __init__(self, inner: Any, name: str, integration: Integration, copies: int = 1) -> None:
-        super().__init__(inner)
-        self.name = name
-        self.integration = integration
-        #: Processes running this same service (cinder-api's workers): each is
-        #: then named after its pid, so each has its own state file.
-        self.copies = copies
-        self.engine: ReloadEngine | None = None
-
-    def name_of(self, pid: int) -> str:
-        return self.name if self.copies == 1 else f"{self.name}-{pid}"
-
-    def start(self) -> None:
-        if self.integration.threading_backend:
-            # oslo.service's threading backend (cotyledon) runs a worker's
-            # service in a thread, where no signal handler can be installed;
-            # cotyledon restarts its workers on reload (see ThreadingReload).
-            self.inner.start()
-            return
-        # Runs in the worker, in a greenthread of oslo.service's Launcher.
-        engine = self.integration.worker_engine(self.name_of(os.getpid()), self.inner)
-        engine.events.append(ServiceReset(self.inner))
-        self.engine = engine
-        # Before cinder's start (init_host takes seconds): a SIGHUP meanwhile
-        # is kept by the engine and runs once the worker is ready.
-        take_sighup(engine)
-        engine.start()
-        self.inner.start()
-        engine.ready(f"{self.name}: serving")
-
-    def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.stop()
-            if self.copies > 1:
-                # A pid-named state file would outlive its process.
-                self.engine.state_file.unlink(missing_ok=True)
-        self.inner.stop()
-
-
-class SingleService(_WrappedService):
-    """Wraps the one cinder service of a single-process launcher: READY=1 once it started."""
-
-    def __init__(self, inner: Any, engine: ReloadEngine, in_worker: bool = False) -> None:
-        super().__init__(inner)
-        self.engine = engine
-        #: cotyledon runs the service in a worker process: READY=1 is the main process's.
-        self.in_worker = in_worker
-
-    def start(self) -> None:
-        self.inner.start()
-        if not self.in_worker:
-            self.engine.ready(f"Serving ({self.inner.__class__.__name__} {getattr(self.inner, 'host', '')})")
-
-
-class CotyledonRestart:
-    """The workers' part of a reload under cotyledon: it restarts them all."""
-
-    def __init__(self, dispatch: Callable[[int], None], groups: Collection[str]) -> None:
-        self._dispatch = dispatch
-        self._groups = frozenset(groups)
-
-    def groups(self) -> Collection[str]:
-        return self._groups
-
-    def reload(self, generation: int, timeout: float) -> list[WorkerResult]:
-        LOG.info("reload #%d: valid configuration; cotyledon restarts the workers to apply it", generation)
-        self._dispatch(signal.SIGHUP)
-        return [
-            WorkerResult(
-                "workers",
-                None,
-                True,
-                "restarted by cotyledon (threading backend): every worker starts on the new configuration",
-                reinitialized=tuple(sorted(self._groups)),
-            )
-        ]
-
-
-class ThreadingReload:
-    """The reload under oslo.service's threading backend (cotyledon's ServiceManager).
-
-    cotyledon owns the main process's signals through ``signal.set_wakeup_fd``
-    and dispatches them from its main loop (``_on_signal_received``); on
-    SIGHUP it mutates the configuration (oslo_config_glue) and restarts
-    every worker.  Its workers run their service in a thread, where no
-    signal can be caught.  So here the engine runs in the main loop: SIGHUP
-    first runs a cycle in the main process (RELOADING=1, validation, the
-    main process's own changes), and only a valid configuration goes on to
-    cotyledon's own reload, which restarts the workers with it.  A broken
-    file ends the cycle with nothing else happening; READY=1 reports the
-    outcome either way.  Uses one private name of cotyledon,
-    ``_on_signal_received``, its documented-in-code dispatch point.
-    """
-
-    def __init__(self, engine: ReloadEngine, manager: Any, integration: Integration) -> None:
-        self.engine = engine
-        self.manager = manager
-        self.integration = integration
-
-    def wait(self, run: Callable[[], Any]) -> Any:
-        self.engine.events.extend(self.integration.events())
-        dispatch = self.manager._on_signal_received
-        self.engine.workers = CotyledonRestart(dispatch, self.integration.all_worker_groups())
-
-        def on_signal(sig: int) -> None:
-            if sig == signal.SIGHUP:
-                # In cotyledon's main loop, the main thread: the cycle runs
-                # here, and CotyledonRestart hands a valid file on to cotyledon.
-                self.engine.run_cycle()
-            else:
-                dispatch(sig)
-
-        self.manager._on_signal_received = on_signal
-        # cotyledon starts its workers inside run(); READY=1 as early as
-        # cotyledon's own notify would have sent it (NOTIFY_SOCKET is ours).
-        self.engine.ready("Serving (threading backend: workers restart on reload)")
-        try:
-            return run()
-        finally:
-            self.engine.stop()
 
 
 def _worker_name(service: Any, integration: Integration) -> str:
@@ -319,16 +71,23 @@ def install(integration: Integration) -> None:
 
         def __init__(self, conf: cfg.ConfigOpts, **kwargs: Any) -> None:
             self._reload_workers: dict[str, WorkerService] = {}
-            self.engine = integration.main_engine(
-                conf,
-                workers=SignalledWorkers(
+            self.backends: BackendWorkers | None = None
+            workers: BackendWorkers | SignalledWorkers
+            if integration.service == "cinder-volume":
+                from cinder.cmd import volume as volume_cmd
+
+                self.backends = workers = BackendWorkers(
+                    lambda backend: volume_cmd._launch_service(self, backend),
+                    lambda: list(integration.worker_groups),
+                )
+            else:
+                workers = SignalledWorkers(
                     integration.service,
                     self._worker_pids,
                     integration.state_dir,
                     groups=integration.all_worker_groups(),
-                ),
-                worker_timeout=integration.worker_timeout,
-            )
+                )
+            self.engine = integration.main_engine(conf, workers=workers, worker_timeout=integration.worker_timeout)
             super().__init__(conf, **kwargs)
 
         def handle_signal(self) -> None:
@@ -337,11 +96,28 @@ def install(integration: Integration) -> None:
 
         def launch_service(self, service: Any, workers: int = 1) -> None:
             name = _worker_name(service, integration)
+            if self.backends is not None and not integration.threading_backend:
+                super().launch_service(BackendService(service, name), workers)
+                return
             if name in self._reload_workers:  # cinder-backup's N processes: one service each
                 name = f"{name}{len(self._reload_workers) + 1}"
             wrapped = WorkerService(service, name, integration, copies=workers)
             self._reload_workers[name] = wrapped
             super().launch_service(wrapped, workers)
+
+        def _start_child(self, wrap: Any) -> int:
+            service = wrap.service
+            if self.backends is None or not isinstance(service, BackendService):
+                return int(super()._start_child(wrap))
+            ours, theirs = Channel.pair()
+            service.channel, service.strict = theirs, self.backends.strict_next(service.name)
+            service.inherited = self.backends.channels()
+            forked_at = time.monotonic()
+            pid = int(super()._start_child(wrap))  # the child never returns from this
+            theirs.close()
+            service.channel, service.inherited = None, []
+            self.backends.forked(WorkerHandle(service.name, pid, wrap, ours, forked_at, service.strict))
+            return pid
 
         def _worker_pids(self) -> dict[str, int]:
             pids: dict[str, int] = {}
@@ -359,11 +135,13 @@ def install(integration: Integration) -> None:
             self.engine.events.extend(integration.events())
             self.engine.start()
             workers = self.engine.workers
-            assert isinstance(workers, SignalledWorkers)
             stopping = threading.Event()
 
             def announce_ready() -> None:
-                if workers.wait_ready(should_stop=stopping.is_set):
+                if isinstance(workers, BackendWorkers):
+                    if workers.wait_ready(should_stop=stopping.is_set):
+                        self.engine.ready(f"Serving: {workers.summary()}", workers=workers.describe())
+                elif isinstance(workers, SignalledWorkers) and workers.wait_ready(should_stop=stopping.is_set):
                     names = ", ".join(f"{n} (pid {p})" for n, p in sorted(self._worker_pids().items()))
                     self.engine.ready(f"Serving: {names}")
 

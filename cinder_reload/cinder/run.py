@@ -28,25 +28,6 @@ __all__ = ["run"]
 LOG = logging.getLogger(__name__)
 
 
-def _volume_setup(engine: Any, inner: Any) -> None:
-    """A cinder-volume worker: gate its backend's RPC calls, re-initialise its driver."""
-    from .volume import DriverReinitializer, RpcGate
-
-    manager = inner.manager
-    backend = manager.configuration.config_group
-    rpc_gate = RpcGate(engine.gates.scope(backend))
-    methods = rpc_gate.wrap(manager)
-    engine.reinitializers.register(backend, DriverReinitializer(manager, rpc_gate))
-    LOG.info(
-        "reload: backend %s: %d RPC methods drained on reload, driver re-initialised on change; "
-        "serving with %s at 0x%x",
-        backend,
-        len(methods),
-        manager.driver.__class__.__name__,
-        id(manager.driver),
-    )
-
-
 def _volume_prepare(integration: Any) -> None:
     """Once cinder parsed its command line: one worker per enabled backend."""
     backends = [b for b in integration.conf.enabled_backends or [] if b]
@@ -102,8 +83,8 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
         threading_backend=not monkey_patch.is_patched(),
     )
     if service == "cinder-volume":
+        # Backends are re-initialised by replacing their worker (backends.py).
         integration.prepare = _volume_prepare
-        integration.worker_setup = _volume_setup
         integration.publisher = "volume"
     elif service == "cinder-scheduler":
         from . import scheduler

@@ -21,7 +21,7 @@ from oslo_config import cfg
 from ..diff import OptKey
 from ..reinit import GroupChange
 from .options import default_restart_only_except
-from .volume import GatedReinitializer, RpcGate
+from .rpcgate import GatedReinitializer, RpcGate
 
 __all__ = ["REINIT_OPTIONS", "SchedulerReinitializer", "restart_only_for_scheduler", "setup"]
 

@@ -181,6 +181,11 @@ class CinderService:
         return data
 
     def worker_pid(self, worker: str) -> int:
+        """A worker's pid: cinder-volume's backends from the main state file
+        (the main process drives them), other services' from their own."""
+        if self.service == "cinder-volume":
+            by_name = {w["worker"]: w for w in self.state().get("workers", [])}
+            return int(by_name[worker]["pid"])
         return int(self.state(f"{self.service}.{worker}")["pid"])
 
     def reload(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from cinder_reload.cinder.volume import RpcGate
+from cinder_reload.cinder.rpcgate import RpcGate
 from cinder_reload.drain import DrainGate, DrainTimeout
 
 

@@ -18,7 +18,10 @@ from oslo_config import cfg
 from cinder_reload import GroupChange, ReloadEngine, SystemdNotifier
 from cinder_reload.drain import DrainGates
 from cinder_reload.reinit import ReinitRegistry
-from cinder_reload.workers import SignalledWorkers, WorkerResult, worker_service_name
+from cinder_reload.apply import Overrides
+from cinder_reload.diff import ConfigDiff
+from cinder_reload.files import FileSnapshot
+from cinder_reload.workers import SignalledWorkers, WorkerPlan, WorkerResult, worker_service_name
 
 OPTS = [cfg.StrOpt("label", default="x")]
 
@@ -147,7 +150,8 @@ def test_worker_timeout_is_reported_not_waited_for(tmp_path: Path) -> None:
     write_state(state_dir / "svc.b1.reload.json", doc)
     previous = signal.signal(signal.SIGHUP, lambda *a: None)
     try:
-        results = SignalledWorkers("svc", lambda: {"b1": os.getpid()}, state_dir).reload(1, timeout=0.3)
+        plan = WorkerPlan(1, ConfigDiff(), (), Overrides(cfg.ConfigOpts()), FileSnapshot(), timeout=0.3, drain_timeout=1)
+        results = SignalledWorkers("svc", lambda: {"b1": os.getpid()}, state_dir).reload(plan)
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert results == [

@@ -1,0 +1,230 @@
+"""One cinder-volume backend's worker process, as the main process drives it.
+
+Runs in the forked worker.  cinder brings the backend up itself
+(``Service.start()``: ``init_host``, the RPC servers, ``init_host_with_rpc``,
+the timers); this module only adds what the reload needs around it:
+
+* **start**: the outcome goes to the main process over the control channel
+  (channel.py): ``ready`` (with whether the driver initialised, and if not,
+  the driver's own reason from cinder's log record) or ``failed``.  A worker
+  the main process started *during a reload* must not consume the backend's
+  queue with a driver that did not come up (every operation would fail with
+  DriverNotInitialized): its ``init_host`` raises after cinder's own when
+  the driver is not initialised, so ``Service.start()`` stops before the
+  first RPC server exists.  At service start and on a crash respawn, cinder's
+  own behaviour stands (it serves with an uninitialised driver).
+* **apply**: mutable option values the main process validated, applied with
+  ``set_override()`` and oslo.config's mutate hooks; then ``reset()`` (drop
+  cached RPC version pins), as oslo.service's SIGHUP did.  No file is read.
+* **retire**: stop consuming (the three RPC servers; messages wait in the
+  broker), wait until nothing is in flight up to the drain timeout, then
+  leave through cinder's own graceful stop (SIGTERM to itself: oslo.service's
+  child handler stops the service, waits for the RPC executors and timers,
+  and exits).  A drain that does not finish restarts the RPC servers: the
+  backend keeps serving on its old configuration.
+
+A stray SIGHUP is ignored here: a worker never reads the files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..apply import run_mutate_hooks
+from ..channel import Channel, ChannelClosed, Message
+from ..diff import DEFAULT_GROUP, ChangeKind, OptionChange
+from ..drain import DrainGate, DrainTimeout
+from .logcapture import ErrorRecords, capturing_errors
+from .rpcgate import RpcGate
+from .services import WrappedService
+
+__all__ = ["BackendService", "DriverDidNotStart"]
+
+LOG = logging.getLogger(__name__)
+
+
+class DriverDidNotStart(Exception):
+    """A backend's driver did not initialise in a worker started by a reload."""
+
+
+def _servers(service: Any) -> list[Any]:
+    """The backend's RPC servers (topic, topic.host@backend, topic.cluster@backend)."""
+    return [s for s in (service.rpcserver, service.backend_rpcserver, service.cluster_rpcserver) if s is not None]
+
+
+class BackendWorker:
+    """The reload's side of one backend's worker process."""
+
+    def __init__(self, service: Any, channel: Channel, *, strict: bool) -> None:
+        self.service = service
+        self.manager = service.manager
+        self.backend = str(self.manager.configuration.config_group)
+        self.channel = channel
+        self.strict = strict
+        self.gate = DrainGate(self.backend)
+        self.rpc_gate = RpcGate(self.gate)
+        self._errors = ErrorRecords()
+
+    # -- start -----------------------------------------------------------------
+    def start(self) -> None:
+        self.rpc_gate.wrap(self.manager)
+        if self.strict:
+            self._require_initialised_driver()
+        try:
+            with capturing_errors("cinder.volume.manager", self._errors):
+                self.service.start()
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, DriverDidNotStart) else f"{type(exc).__name__}: {exc}"
+            LOG.error("backend %s did not start: %s", self.backend, reason)
+            self._send({"event": "failed", "pid": os.getpid(), "reason": reason})
+            self._wait_for_exit_order()
+            # Nothing consumed, nothing in flight: nothing to drain.
+            os._exit(3)
+        initialised = bool(getattr(self.manager.driver, "initialized", False))
+        self._send(
+            {
+                "event": "ready",
+                "pid": os.getpid(),
+                "initialized": initialised,
+                "reason": None if initialised else (self._errors.reason() or "the driver did not initialise"),
+                "at": time.monotonic(),
+            }
+        )
+        threading.Thread(target=self.serve, name=f"reload-control-{self.backend}", daemon=True).start()
+
+    def _require_initialised_driver(self) -> None:
+        original: Callable[..., None] = self.manager.init_host
+        manager, errors = self.manager, self._errors
+
+        def init_host(*args: Any, **kwargs: Any) -> None:
+            original(*args, **kwargs)
+            if not manager.driver.initialized:
+                raise DriverDidNotStart(errors.reason() or "the driver did not initialise")
+
+        self.manager.init_host = init_host
+
+    def _wait_for_exit_order(self) -> None:
+        # The main process must stop counting this worker before it exits, or
+        # oslo.service would fork it again at once with the same configuration.
+        try:
+            while self.channel.receive().get("op") != "exit":
+                pass
+        except ChannelClosed:
+            pass
+
+    # -- requests --------------------------------------------------------------
+    def serve(self) -> None:
+        """Answer the main process's requests until it goes away."""
+        while True:
+            try:
+                message = self.channel.receive()
+            except ChannelClosed:
+                return  # the main process is gone: oslo.service's pipe watcher stops us
+            op = message.get("op")
+            try:
+                if op == "apply":
+                    reply = self.apply(message.get("options") or [])
+                elif op == "retire":
+                    reply = self.retire(float(message["timeout"]))
+                elif op == "exit":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                else:
+                    reply = {"ok": False, "reason": f"unknown request {op!r}"}
+            except Exception as exc:  # a bug here must not take the backend down
+                LOG.exception("reload request %r failed", op)
+                reply = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+            self._send({"id": message.get("id"), **reply})
+            if op == "retire" and reply.get("ok"):
+                # cinder's own graceful stop: oslo.service's child SIGTERM
+                # handler stops the service; its wait() lets the RPC executors
+                # and the timers finish; then the process exits.
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def apply(self, options: list[dict[str, Any]]) -> Message:
+        from oslo_config import cfg  # the process's global CONF: what cinder and oslo's hooks read
+
+        changes = []
+        for item in options:
+            group, name = str(item["group"]), str(item["name"])
+            group_arg = None if group == DEFAULT_GROUP else group
+            old = cfg.CONF[name] if group_arg is None else cfg.CONF[group_arg][name]
+            cfg.CONF.set_override(name, item["value"], group_arg)
+            new = cfg.CONF[name] if group_arg is None else cfg.CONF[group_arg][name]
+            changes.append(OptionChange(group, name, old, new, ChangeKind.LIVE, bool(item.get("secret")), True))
+        run_mutate_hooks(cfg.CONF, changes)
+        # Logged after the hooks: at DEBUG, so it shows only once `debug` is.
+        LOG.debug("reload: backend %s runs with %d new live value(s)", self.backend, len(changes))
+        # As oslo.service's SIGHUP did: cached RPC and object version pins dropped.
+        self.service.reset()
+        return {"ok": True, "applied": len(changes)}
+
+    def retire(self, timeout: float) -> Message:
+        servers = _servers(self.service)
+        stopped_at = time.monotonic()
+        for server in servers:
+            server.stop()
+        LOG.info(
+            "reload: backend %s stopped consuming RPC (%d in flight); draining up to %gs before this worker exits",
+            self.backend,
+            self.gate.in_flight,
+            timeout,
+        )
+        try:
+            self.gate.wait_drained(stopped_at + timeout)
+        except DrainTimeout:
+            busy = ", ".join(f"{name} x{n}" for name, n in sorted(self.rpc_gate.busy.items())) or "unknown"
+            in_flight = self.gate.in_flight
+            for server in servers:
+                server.start()  # a new listener on the same queues: serving again
+            LOG.warning(
+                "reload: backend %s did not drain within %gs (%s); consuming again", self.backend, timeout, busy
+            )
+            return {
+                "ok": False,
+                "stopped_at": stopped_at,
+                "reason": f"{in_flight} operation(s) still in flight after {timeout:g}s ({busy}); "
+                "it keeps serving on its previous configuration",
+            }
+        return {"ok": True, "stopped_at": stopped_at, "drained_s": round(time.monotonic() - stopped_at, 6)}
+
+    def _send(self, message: Message) -> None:
+        try:
+            self.channel.send(message)
+        except ChannelClosed:
+            LOG.warning("reload: the main process is gone; backend %s could not report %s", self.backend, message)
+
+
+class BackendService(WrappedService):
+    """cinder's Service of one backend, as oslo.service's ProcessLauncher runs it.
+
+    The main process sets ``channel``, ``strict`` and ``inherited`` right
+    before each fork (launchers.py); the forked copy uses them.
+    """
+
+    def __init__(self, inner: Any, name: str) -> None:
+        super().__init__(inner)
+        self.name = name
+        self.channel: Channel | None = None
+        self.strict = False
+        #: The main process's ends of the other workers' channels, inherited
+        #: by the fork: closed in the worker, which has no business with them.
+        self.inherited: list[Channel] = []
+        self.worker: BackendWorker | None = None
+
+    def start(self) -> None:
+        for other in self.inherited:
+            other.close()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if self.channel is None:  # not forked by the reloading launcher
+            self.inner.start()
+            return
+        self.worker = BackendWorker(self.inner, self.channel, strict=self.strict)
+        self.worker.start()

@@ -1,0 +1,352 @@
+"""cinder-volume's backends in the main process: replace a changed backend's worker.
+
+The spec chose "everything is shut down, the memory is cleaned up" over
+flushing caches in place ("things could get missed"), and so do nginx,
+Apache's graceful restart and gunicorn: a changed backend's worker is
+drained and exits (its driver, connections, greenthreads and memory go with
+it), and a new worker comes up through cinder's *own* start path with the
+new configuration.  Unchanged backends keep their process and do nothing
+but take the live (mutable) values the main process validated.
+
+For one changed backend, in order (the reason for each step is the next):
+
+1. retire the old worker (backend_worker.py): it stops consuming, its
+   queued messages wait in the broker, in-flight work finishes; a drain that
+   does not finish in ``drain_timeout`` leaves it serving, and the reload
+   fails for that backend with what was still in flight;
+2. wait until it has exited: cinder's ``init_host`` cleans up operations it
+   finds unfinished, so it must never run while the old worker has one;
+3. release the backend's pinned options (its new values) and run cinder's
+   own ``cinder.cmd.volume._launch_service()`` for the backend, as
+   cinder-volume's ``main()`` does at start: ``Service.create()`` in this
+   process, then oslo.service's fork and ``Service.start()`` in the child;
+4. the new worker reports ``ready`` once its driver initialised and its RPC
+   servers consume, or ``failed`` with the driver's reason.  On failure (or
+   no answer within ``worker_timeout``) the backend's pins go back and the
+   same start path brings it up again on its previous configuration.
+
+oslo.service respawns a worker that dies from the ``ServiceWrapper`` it was
+launched with; each launch here makes a new one, so a crashed worker comes
+back with the configuration of its last successful launch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..channel import Channel, ChannelClosed, Message
+from ..waiter import pid_alive
+from ..workers import WorkerPlan, WorkerResult
+from .logcapture import capturing_errors
+
+__all__ = ["BackendWorkers", "WorkerHandle"]
+
+LOG = logging.getLogger(__name__)
+
+#: How long a retired worker may take to exit after it drained (cinder's own
+#: graceful stop lets a running periodic task finish) before it is killed.
+EXIT_GRACE = 15.0
+
+
+@dataclass
+class WorkerHandle:
+    """One forked backend worker, as the main process sees it."""
+
+    name: str
+    pid: int
+    wrap: Any  # oslo.service's ServiceWrapper: its ``workers`` count decides respawning
+    channel: Channel
+    forked_at: float
+    strict: bool
+    outcome: Message | None = None  # the worker's "ready" or "failed" event
+    started: threading.Event = field(default_factory=threading.Event)
+    exited: threading.Event = field(default_factory=threading.Event)
+    replies: queue.Queue[Message] = field(default_factory=queue.Queue)
+    _next_id: int = 0
+
+    def listen(self) -> None:
+        threading.Thread(target=self._read, name=f"reload-channel-{self.name}-{self.pid}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self.channel.receive()
+                if "event" in message:
+                    self.outcome = message
+                    self.started.set()
+                else:
+                    self.replies.put(message)
+        except ChannelClosed:
+            pass
+        finally:
+            self.channel.close()
+            self.exited.set()
+            self.started.set()  # a worker that died before reporting has an outcome too: none
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.outcome and self.outcome.get("event") == "ready")
+
+    def request(self, op: str, wait: float, **fields: Any) -> Message:
+        """Send one request and wait for its answer; ChannelClosed if the worker is gone."""
+        self._next_id += 1
+        ident = self._next_id
+        self.channel.send({"op": op, "id": ident, **fields})
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer to {op!r} within {wait:g}s")
+            try:
+                reply = self.replies.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if self.exited.is_set():
+                    raise ChannelClosed(f"worker {self.name} (pid {self.pid}) exited") from None
+                continue
+            if reply.get("id") == ident:
+                return reply
+
+    def wait_exited(self, timeout: float) -> bool:
+        """Until the process is gone (its channel ended and it is no longer running)."""
+        deadline = time.monotonic() + timeout
+        self.exited.wait(timeout)
+        while pid_alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not pid_alive(self.pid)
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class LaunchFailed(Exception):
+    pass
+
+
+class BackendWorkers:
+    """The workers' step of cinder-volume's reload (workers.Workers)."""
+
+    def __init__(self, launch: Callable[[str], None], backends: Callable[[], Collection[str]]) -> None:
+        #: cinder's own start path for one backend (cinder.cmd.volume._launch_service).
+        self._launch = launch
+        self._backends = backends
+        self.handles: dict[str, WorkerHandle] = {}
+        self._strict: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- what the launcher tells us --------------------------------------------
+    def strict_next(self, name: str) -> bool:
+        """Whether the next fork of ``name`` is a reload's new worker (and clear it)."""
+        with self._lock:
+            if name in self._strict:
+                self._strict.discard(name)
+                return True
+            return False
+
+    def forked(self, handle: WorkerHandle) -> None:
+        with self._lock:
+            self.handles[handle.name] = handle
+        if handle.strict:
+            # Not respawned by oslo.service until it proved it can come up:
+            # a driver that cannot start would otherwise be forked again and
+            # again, each time consuming nothing but a database connection.
+            handle.wrap.workers = 0
+        handle.listen()
+
+    def channels(self) -> list[Channel]:
+        with self._lock:
+            return [h.channel for h in self.handles.values()]
+
+    # -- start -----------------------------------------------------------------
+    def wait_ready(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Until every backend's current worker reported its start; False if stopped first."""
+        while not should_stop():
+            with self._lock:
+                handles = [self.handles.get(name) for name in self._backends()]
+            if handles and all(h is not None and h.started.is_set() for h in handles):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each backend's worker as started, for the state file."""
+        with self._lock:
+            handles = sorted(self.handles.values(), key=lambda h: h.name)
+        return [
+            {
+                "worker": h.name,
+                "pid": h.pid,
+                "result": "ok",
+                "message": f"{h.name} (pid {h.pid}): started",
+                "initialized": bool((h.outcome or {}).get("initialized")),
+                "reason": (h.outcome or {}).get("reason"),
+            }
+            for h in handles
+        ]
+
+    def summary(self) -> str:
+        with self._lock:
+            handles = sorted(self.handles.values(), key=lambda h: h.name)
+        parts = []
+        for h in handles:
+            text = f"{h.name} (pid {h.pid})"
+            if h.outcome and not h.outcome.get("initialized", True):
+                text += f": driver not initialised: {h.outcome.get('reason')}"
+            parts.append(text)
+        return ", ".join(parts)
+
+    # -- the reload ------------------------------------------------------------
+    def groups(self) -> Collection[str]:
+        return frozenset(self._backends())
+
+    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        changed = [g for g in plan.changed_groups if g in self.handles]
+        results: dict[str, WorkerResult] = {}
+
+        def replace(name: str) -> None:
+            try:
+                results[name] = self.replace(name, plan)
+            except Exception as exc:  # a bug must not leave the others unreported
+                LOG.exception("reload #%d: replacing the worker of %s failed", plan.generation, name)
+                results[name] = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
+
+        # Each backend is its own resource (its queue, its array): changed
+        # ones are replaced side by side, the others are never paused.
+        threads = [threading.Thread(target=replace, args=(name,), name=f"reload-replace-{name}") for name in changed]
+        for thread in threads:
+            thread.start()
+        live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+        for name in sorted(set(self.handles) - set(changed)):
+            results[name] = self.tell(name, live, plan)
+        for thread in threads:
+            thread.join()
+        return [results[name] for name in sorted(results)]
+
+    def tell(self, name: str, live: list[Message], plan: WorkerPlan) -> WorkerResult:
+        """An unchanged backend: the live values, nothing else."""
+        handle = self.handles[name]
+        try:
+            reply = handle.request("apply", plan.timeout, options=live)
+        except (ChannelClosed, TimeoutError) as exc:
+            return WorkerResult(
+                name, handle.pid, False, f"worker {name} (pid {handle.pid}) did not take the change: {exc}"
+            )
+        if not reply.get("ok"):
+            return WorkerResult(name, handle.pid, False, f"worker {name} (pid {handle.pid}): {reply.get('reason')}")
+        what = f"{len(live)} live option(s) applied" if live else "unchanged"
+        return WorkerResult(name, handle.pid, True, f"{name} (pid {handle.pid}): {what}")
+
+    def replace(self, name: str, plan: WorkerPlan) -> WorkerResult:
+        old = self.handles[name]
+        LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
+        old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
+        paused_at = time.monotonic()
+        try:
+            reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
+        except (ChannelClosed, TimeoutError) as exc:
+            reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        if not reply.get("ok"):
+            if old.exited.is_set():
+                reason = f"worker {name} (pid {old.pid}) exited while draining"
+            else:
+                old.wrap.workers = 1
+                return WorkerResult(
+                    name,
+                    old.pid,
+                    False,
+                    f"{name}: could not drain: {reply.get('reason')}",
+                    failed_groups={name: str(reply.get("reason"))},
+                )
+        else:
+            reason = None
+            paused_at = float(reply.get("stopped_at") or paused_at)
+        if not old.wait_exited(plan.drain_timeout + EXIT_GRACE):
+            LOG.warning("reload: worker %s (pid %d) drained but did not exit; killing it", name, old.pid)
+            old.kill()
+            old.wait_exited(5.0)
+        LOG.info("reload #%d: worker %s (pid %d) is gone; starting its new worker", plan.generation, name, old.pid)
+
+        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
+        new, why = self._start(name, strict=True, timeout=plan.timeout)
+        if new is not None and why is None:
+            new.wrap.workers = 1
+            assert new.outcome is not None
+            ready_at = float(new.outcome.get("at") or time.monotonic())
+            return WorkerResult(
+                name,
+                new.pid,
+                True,
+                f"{name}: replaced (pid {old.pid} -> {new.pid})",
+                reinitialized=(name,),
+                old_pid=old.pid,
+                paused_s=round(ready_at - paused_at, 6),
+                start_s=round(ready_at - new.forked_at, 6),
+            )
+        failure = reason or why or "unknown"
+        LOG.error(
+            "reload #%d: the new worker of %s did not come up (%s); starting it again on its previous configuration",
+            plan.generation,
+            name,
+            failure,
+        )
+        plan.overrides.undo(undo)
+        back, back_why = self._start(name, strict=False, timeout=plan.timeout)
+        if back is not None and back_why is None:
+            back.wrap.workers = 1
+            state = f"back on its previous configuration (pid {back.pid})"
+            if back.outcome and not back.outcome.get("initialized", True):
+                state += f", but its driver did not initialise either: {back.outcome.get('reason')}"
+        else:
+            state = f"and starting it on its previous configuration failed too: {back_why}"
+        ready_at = float((back.outcome or {}).get("at") or time.monotonic()) if back else time.monotonic()
+        return WorkerResult(
+            name,
+            back.pid if back else None,
+            False,
+            f"{name}: new worker failed: {failure}; {state}",
+            failed_groups={name: failure},
+            old_pid=old.pid,
+            paused_s=round(ready_at - paused_at, 6),
+            start_s=None,
+        )
+
+    def _start(self, name: str, *, strict: bool, timeout: float) -> tuple[WorkerHandle | None, str | None]:
+        """Launch ``name`` through cinder's start path; (handle, None) once up, else (handle or None, reason)."""
+        before = self.handles.get(name)
+        with self._lock:
+            if strict:
+                self._strict.add(name)
+        try:
+            with capturing_errors("cinder.cmd.volume") as errors:
+                self._launch(name)
+        finally:
+            with self._lock:
+                self._strict.discard(name)
+        handle = self.handles.get(name)
+        if handle is None or handle is before:
+            return None, errors.reason() or "cinder did not launch the service"
+        if not handle.started.wait(timeout):
+            handle.kill()
+            handle.wait_exited(5.0)
+            return handle, f"no start report within {timeout:g}s (worker_timeout); the worker was killed"
+        outcome = handle.outcome
+        if outcome is None:
+            return handle, f"worker (pid {handle.pid}) exited while starting"
+        if outcome.get("event") == "failed":
+            try:
+                handle.channel.send({"op": "exit"})
+            except ChannelClosed:
+                pass
+            handle.wait_exited(10.0)
+            return handle, str(outcome.get("reason"))
+        return handle, None

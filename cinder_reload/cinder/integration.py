@@ -1,0 +1,97 @@
+"""What the launchers need to know about the cinder service they run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oslo_config import cfg
+
+from ..diff import OptKey
+from ..engine import ReloadEngine
+from ..events import EventSink, OsloMessagingEvents
+from ..notify import SystemdNotifier
+from ..workers import worker_service_name
+
+__all__ = ["Integration", "WorkerSetup"]
+
+#: Builds the re-initialisers of one worker: (engine, wrapped cinder service) -> None.
+WorkerSetup = Callable[[ReloadEngine, Any], None]
+
+
+@dataclass
+class Integration:
+    """Everything the launchers need to know about the service they run."""
+
+    service: str  # "cinder-volume"
+    conf: cfg.ConfigOpts
+    notify_address: str | None
+    state_dir: Path
+    restart_only: frozenset[OptKey] = frozenset()
+    #: Groups a worker re-initialises, by worker name (cinder-volume: backend -> [backend]).
+    worker_groups: Mapping[str, list[str]] = field(default_factory=dict)
+    worker_setup: WorkerSetup | None = None
+    #: Called once cinder has parsed its configuration, before the launcher is built.
+    prepare: Callable[[Integration], None] | None = None
+    publisher: str = "volume"
+    #: oslo.service's threading backend (cotyledon) rather than eventlet.
+    threading_backend: bool = False
+
+    @property
+    def drain_timeout(self) -> float:
+        return float(self.conf.reload.drain_timeout)
+
+    @property
+    def worker_timeout(self) -> float:
+        return float(self.conf.reload.worker_timeout)
+
+    def notifier(self) -> SystemdNotifier:
+        environ = {"NOTIFY_SOCKET": self.notify_address} if self.notify_address else {}
+        return SystemdNotifier("socket", environ=environ)
+
+    def events(self) -> list[EventSink]:
+        """Reload events on the service's own notification transport, if it has one."""
+        try:
+            from cinder import rpc
+
+            transport = rpc.NOTIFICATION_TRANSPORT
+        except ImportError:
+            return []
+        if transport is None:
+            return []
+        return [OsloMessagingEvents(transport, publisher_id=f"{self.publisher}.{self.conf.host}")]
+
+    def all_worker_groups(self) -> set[str]:
+        return {g for groups in self.worker_groups.values() for g in groups}
+
+    def main_engine(self, conf: cfg.ConfigOpts, **extra: Any) -> ReloadEngine:
+        """The engine of the main process: the one that talks to the service manager."""
+        return ReloadEngine(
+            self.service,
+            conf,
+            notifier=self.notifier(),
+            state_dir=self.state_dir,
+            restart_only=self.restart_only,
+            drain_timeout=self.drain_timeout,
+            **extra,
+        )
+
+    def worker_engine(self, name: str, inner: Any) -> ReloadEngine:
+        """The engine of one worker process (called in the child, after fork)."""
+        own = set(self.worker_groups.get(name, ()))
+        engine = ReloadEngine(
+            worker_service_name(self.service, name),
+            self.conf,
+            # Workers never talk to the service manager: the main process
+            # sends the one READY=1 that sums them all up.
+            notifier=SystemdNotifier(environ={}),
+            state_dir=self.state_dir,
+            restart_only=self.restart_only,
+            drain_timeout=self.drain_timeout,
+            ignored_groups=self.all_worker_groups() - own,
+        )
+        if self.worker_setup is not None:
+            self.worker_setup(engine, inner)
+        return engine

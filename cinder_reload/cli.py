@@ -99,11 +99,21 @@ def _format_status(doc: dict[str, Any]) -> str:
     for problem in doc.get("problems") or []:
         lines.append(f"  problem: {problem}")
     for worker in doc.get("workers") or []:
-        lines.append(
-            f"  worker {worker.get('worker')} (pid {worker.get('pid')}): {worker.get('result')}: "
-            f"{worker.get('message')}"
-        )
+        lines.append(_format_worker(worker))
     return "\n".join(lines)
+
+
+def _format_worker(worker: dict[str, Any]) -> str:
+    """One worker's line: a replaced one shows both pids and what the replacement cost."""
+    head = f"  worker {worker.get('worker')} (pid {worker.get('pid')}): {worker.get('result')}: {worker.get('message')}"
+    if worker.get("old_pid") is None:
+        return head
+    parts = [f"pid {worker['old_pid']} -> {worker.get('new_pid')}"]
+    if worker.get("paused_s") is not None:
+        parts.append(f"RPC paused {worker['paused_s']:.2f}s")
+    if worker.get("start_s") is not None:
+        parts.append(f"new worker up in {worker['start_s']:.2f}s")
+    return f"{head} ({', '.join(parts)})"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

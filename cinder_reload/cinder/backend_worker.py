@@ -169,8 +169,14 @@ class BackendWorker:
     def retire(self, timeout: float) -> Message:
         servers = _servers(self.service)
         stopped_at = time.monotonic()
-        for server in servers:
-            server.stop()
+        # Side by side: each stop() waits for its listener's poll loop to
+        # notice (up to a second on RabbitMQ), and the backend is paused from
+        # the first one on.
+        stoppers = [threading.Thread(target=server.stop, name="reload-rpc-stop") for server in servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         LOG.info(
             "reload: backend %s stopped consuming RPC (%d in flight); draining up to %gs before this worker exits",
             self.backend,

@@ -286,7 +286,7 @@ class BackendWorkers:
                 name,
                 new.pid,
                 True,
-                f"{name}: replaced (pid {old.pid} -> {new.pid})",
+                f"{name}: replaced by a new worker",
                 reinitialized=(name,),
                 old_pid=old.pid,
                 paused_s=round(ready_at - paused_at, 6),

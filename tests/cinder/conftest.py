@@ -14,6 +14,7 @@ if str(HERE) not in sys.path:
 
 from cinder_venv import cinder_venv as build_cinder_venv  # noqa: E402
 from cinderproc import CinderService, db_template  # noqa: E402
+from cinderunit import cinder_unit  # noqa: E402, F401  (rendered units under systemd 252)
 from harness.fixtures import harness_workdir, systemd252  # noqa: E402, F401  (the real-manager harness, issue 4)
 
 

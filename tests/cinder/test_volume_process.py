@@ -263,3 +263,38 @@ def test_a_worker_killed_after_a_reload_comes_back_with_the_reloaded_configurati
     assert done.returncode == 0, done.stderr
     workers = {w["worker"]: w for w in volume.state()["workers"]}
     assert workers["fake2"]["old_pid"] == respawned and workers["fake2"]["new_pid"] in volume.pids()
+
+
+def test_operations_sent_during_a_replacement_are_all_carried_out(start_cinder: Start, cinder_venv: Path) -> None:
+    """On RabbitMQ: creates before, during and after fake1's worker is replaced all end available."""
+    import json
+    import os
+    import subprocess
+
+    from stack.infra import backing_services
+
+    with backing_services(prefix="crburst") as backing:
+        volume = start_cinder(
+            config=lambda workdir: volume_config(workdir).replace(
+                "transport_url = fake://", f"transport_url = {backing.transport_url}"
+            )
+        )
+        client = [str(cinder_venv / "bin" / "python"), str(Path(__file__).parent / "rpcclient.py"), str(volume.config_file)]
+        host = f"{os.uname().nodename}@fake1#fake1"
+        burst = subprocess.Popen(
+            [*client, "create", host, "40", "--wait", "60", "--interval", "0.05"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        import time
+
+        time.sleep(0.5)
+        volume.edit(edited(volume, "volume_backend_name = fake1", "volume_backend_name = fake1-gold"))
+        done = volume.reload()
+        assert done.returncode == 0, done.stderr
+        out, err = burst.communicate(timeout=120)
+        assert burst.returncode == 0, err[-2000:]
+        results = [json.loads(line) for line in out.splitlines()]
+        stuck = [r for r in results if r["status"] != "available"]
+        assert len(results) == 40 and not stuck, (stuck, volume.state()["workers"])

@@ -279,7 +279,11 @@ def test_operations_sent_during_a_replacement_are_all_carried_out(start_cinder: 
                 "transport_url = fake://", f"transport_url = {backing.transport_url}"
             )
         )
-        client = [str(cinder_venv / "bin" / "python"), str(Path(__file__).parent / "rpcclient.py"), str(volume.config_file)]
+        client = [
+            str(cinder_venv / "bin" / "python"),
+            str(Path(__file__).parent / "rpcclient.py"),
+            str(volume.config_file),
+        ]
         host = f"{os.uname().nodename}@fake1#fake1"
         burst = subprocess.Popen(
             [*client, "create", host, "40", "--wait", "60", "--interval", "0.05"],

@@ -16,11 +16,11 @@ from helpers import NotifyListener
 from oslo_config import cfg
 
 from cinder_reload import GroupChange, ReloadEngine, SystemdNotifier
-from cinder_reload.drain import DrainGates
-from cinder_reload.reinit import ReinitRegistry
 from cinder_reload.apply import Overrides
 from cinder_reload.diff import ConfigDiff
+from cinder_reload.drain import DrainGates
 from cinder_reload.files import FileSnapshot
+from cinder_reload.reinit import ReinitRegistry
 from cinder_reload.workers import SignalledWorkers, WorkerPlan, WorkerResult, worker_service_name
 
 OPTS = [cfg.StrOpt("label", default="x")]

@@ -101,7 +101,7 @@ def cinder_demo() -> int:
             p = manager.show("cinder-volume.service")
             now = {int(p["MainPID"])} | children_of(int(p["MainPID"]))
             print(f"ActiveState={p['ActiveState']} SubState={p['SubState']} NRestarts={p['NRestarts']} "
-                  f"same PIDs={now == pids}")
+                  f"same MainPID={int(p['MainPID']) == main} workers={sorted(now - {main})}")
             print(f"StatusText={p['StatusText']}")
 
         say("Operator edits [fake1] volume_backend_name = fake1-gold, then reloads")
@@ -116,7 +116,7 @@ def cinder_demo() -> int:
         show("cinder-reload status cinder-volume", status.stdout + status.stderr, status.returncode)
         log = (work / "cinder-volume.log").read_text(errors="replace")
         print("cinder-volume.log:", *[f"  {ln.split(' INFO ', 1)[-1]}" for ln in log.splitlines()
-                                      if "now served by a new" in ln][-1:], sep="\n")
+                                      if "replacing its worker" in ln or "is gone; starting" in ln][-2:], sep="\n")
 
         say("Operator breaks the file (a section header without ']') and reloads")
         conf.write_text(conf.read_text() + "[fake2\n")

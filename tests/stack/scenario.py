@@ -19,7 +19,7 @@ from .cinderenv import StackConfig
 from .load import LoadGenerator
 from .stack import wait_for
 
-__all__ = ["BROKEN", "ReloadRecord", "run_reloads", "waits_of"]
+__all__ = ["BROKEN", "ReloadRecord", "run_reloads"]
 
 #: Ways to break the file, each one a reload must refuse while serving on.
 BROKEN: list[tuple[str, Callable[[str], str]]] = [
@@ -91,10 +91,6 @@ def run_reloads(
         if want_broken:
             config.write()  # the operator fixes the file
     return scenario
-
-
-def waits_of(state: dict[str, Any] | None, scope: str) -> dict[str, Any]:
-    return dict(((state or {}).get("waits") or {}).get(scope) or {"waited": 0, "recent_s": []})
 
 
 def read_json(path: Any) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.managers import UserManager
@@ -35,6 +36,7 @@ def check_scenario(
     pids_before: dict[str, int],
     volume_log: str,
     broken_fails: bool = True,
+    last_good: dict[str, Any] | None = None,
 ) -> dict[str, object]:
     summary = load.summary()
     report = {"load": summary, "reloads": [r.__dict__ for r in scenario.records]}
@@ -62,7 +64,8 @@ def check_scenario(
     states = stack.state_files()
     main = read_json(states["cinder-volume"])
     assert main and main["generation"] == 30, main
-    workers = {w["worker"]: w for w in main["workers"]}
+    assert last_good is not None and last_good["result"] == "ok", last_good
+    workers = {w["worker"]: w for w in last_good["workers"]}
     before = set(pids_before.values())
     assert workers[UNCHANGED]["pid"] in before and "old_pid" not in workers[UNCHANGED], workers
     changed = workers[CHANGED]
@@ -127,9 +130,13 @@ def _thirty_reloads(stack: Stack, also: Callable[[], None] = lambda: None, broke
         load = LoadGenerator(stack.api, stack.types, rate=RATE, op_deadline=60)
         load.start()
         try:
+            good_docs: list[dict[str, Any]] = []
 
             def reload() -> tuple[int, str]:
                 result = stack.reload("cinder-volume", timeout=60)
+                doc = read_json(stack.state_files()["cinder-volume"])
+                if result.returncode == 0 and doc and doc.get("result") == "ok":
+                    good_docs.append(doc)
                 return result.returncode, result.stdout + result.stderr
 
             scenario = run_reloads(stack.config, load, reload)
@@ -140,7 +147,9 @@ def _thirty_reloads(stack: Stack, also: Callable[[], None] = lambda: None, broke
         finally:
             load.stop()
         volume_log = (stack.config.log_dir / "cinder-volume.log").read_text()
-        check_scenario(stack, load, scenario, pids_before, volume_log, broken_fails)
+        check_scenario(
+            stack, load, scenario, pids_before, volume_log, broken_fails, good_docs[-1] if good_docs else None
+        )
         also()
     finally:
         stack.stop()

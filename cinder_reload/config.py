@@ -30,6 +30,7 @@ from .diff import DEFAULT_GROUP, OptionValue, OptKey
 from .files import FileSnapshot, UnsafeFile, parsing_from
 
 __all__ = [
+    "ConfigApplyFailed",
     "ConfigInvalid",
     "ConfigProblem",
     "config_files",

@@ -18,7 +18,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .state import ChangeRecord
 
 __all__ = ["ChangeKind", "ConfigDiff", "OptionChange", "OptionValue", "OptKey", "diff_values", "raw_changes", "MASK"]
 
@@ -82,7 +85,7 @@ class OptionChange:
             return MASK, MASK
         return _printable(self.old), _printable(self.new)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ChangeRecord:
         old, new = self.shown()
         return {"group": self.group, "option": self.name, "old": old, "new": new, "applied": self.kind.value}
 
@@ -108,7 +111,7 @@ class ConfigDiff:
     def in_group(self, group: str) -> tuple[OptionChange, ...]:
         return tuple(c for c in self.changes if c.group == group)
 
-    def as_list(self) -> list[dict[str, Any]]:
+    def as_list(self) -> list[ChangeRecord]:
         return [c.as_dict() for c in self.changes]
 
     def summary(self) -> str:

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from .phases import Phase, PhaseMachine
 from .reinit import ReinitRegistry
 from .report import build_report, failure_reason, status_line
 from .signals import SignalInbox
-from .state import runtime_dir, state_path, write_state
+from .state import StateDocument, runtime_dir, state_path, write_state
 from .workers import Workers
 
 __all__ = ["ReloadEngine"]
@@ -103,7 +103,7 @@ class ReloadEngine:
         self.machine = PhaseMachine()
         self.overrides = Overrides(conf)
         self.generation = 0
-        self.last_report: dict[str, Any] | None = None
+        self.last_report: StateDocument | None = None
         self._reload_pending = False
         self._stop_requested = False
         self._lock = threading.Lock()  # guards phase changes between ready()/stop() and the loop
@@ -193,7 +193,7 @@ class ReloadEngine:
                 self.run_cycle()
 
     # -- one cycle -------------------------------------------------------------
-    def run_cycle(self) -> dict[str, Any]:
+    def run_cycle(self) -> StateDocument:
         """Run one cycle now, in this thread; return the state document."""
         if self.machine.phase is not Phase.IDLE:
             # Before ready() the service has nothing to reconfigure yet (the
@@ -305,7 +305,7 @@ class ReloadEngine:
         with self._lock:
             self.machine.advance(Phase.STOPPED)
 
-    def _write(self, document: dict[str, Any]) -> None:
+    def _write(self, document: Mapping[str, Any]) -> None:
         try:
             write_state(self.state_file, document)
         except OSError as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .cycle import CycleResult
 from .diff import ChangeKind, OptionChange, mask_text
+from .state import StateDocument
 
 __all__ = ["STATUS_FAILED_PREFIX", "build_report", "status_line"]
 
@@ -79,13 +80,13 @@ def build_report(
     duration: float,
     secrets: Iterable[str] = (),
     extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> StateDocument:
     """The state-file document for a finished cycle."""
     reason = failure_reason(result)
     applied = result.applied
     not_applied = [c for c in result.diff.changes if c not in applied and c.kind is not ChangeKind.RESTART]
     secrets = list(secrets)
-    doc: dict[str, Any] = {
+    doc: StateDocument = {
         "service": service,
         "pid": pid,
         "generation": generation,
@@ -106,5 +107,5 @@ def build_report(
         "in_progress": None,
     }
     if extra:
-        doc.update(extra)
+        doc.update(extra)  # type: ignore[typeddict-item]
     return doc

@@ -13,9 +13,84 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-__all__ = ["DEFAULT_RUNTIME_DIR", "STATE_DIR_ENV", "read_state", "runtime_dir", "state_path", "write_state"]
+__all__ = [
+    "DEFAULT_RUNTIME_DIR",
+    "STATE_DIR_ENV",
+    "ChangeRecord",
+    "StateDocument",
+    "WorkerRecord",
+    "read_state",
+    "runtime_dir",
+    "state_path",
+    "write_state",
+]
+
+
+class ChangeRecord(TypedDict):
+    """One changed option; secrets as ``****``."""
+
+    group: str
+    option: str
+    old: Any
+    new: Any
+    applied: str  # live | reinit | restart
+
+
+class WorkerRecord(TypedDict, total=False):
+    """One worker process in a cycle (report.py builds it from workers.WorkerResult)."""
+
+    worker: str
+    pid: int | None
+    result: str  # ok | failed
+    message: str
+    reinitialized: list[str]
+    failed_groups: dict[str, str]
+    #: A replaced worker (cinder-volume): the pid before, how long the
+    #: backend's RPC was paused, how long the new worker took to consume.
+    old_pid: int
+    new_pid: int | None
+    paused_s: float | None
+    start_s: float | None
+    #: At start: whether the backend's driver initialised, and if not, why.
+    initialized: bool
+    reason: str | None
+    #: A worker that ran its own cycle (cinder-backup, cinder-api).
+    generation: int
+    duration_s: float
+    changed: list[ChangeRecord]
+    not_applied: list[ChangeRecord]
+    pending_restart: list[ChangeRecord]
+    problems: list[str]
+
+
+class StateDocument(TypedDict, total=False):
+    """The state file: written only by the engine (engine.py), atomically.
+
+    ``signal --wait`` and ``status`` read it; so does a main process reading
+    its workers' (workers.SignalledWorkers).
+    """
+
+    service: str
+    pid: int
+    generation: int
+    result: str  # ok | failed
+    message: str  # the STATUS= line
+    started_at: str | None
+    finished_at: str
+    started_monotonic: float | None  # CLOCK_MONOTONIC seconds: which SIGHUP a cycle answered
+    duration_s: float
+    changed: list[ChangeRecord]
+    not_applied: list[ChangeRecord]
+    reinitialized: list[str]
+    failed_groups: dict[str, str]
+    pending_restart: list[ChangeRecord]
+    problems: list[str]
+    workers: list[WorkerRecord]
+    phase: str
+    in_progress: dict[str, Any] | None
+    waits: dict[str, dict[str, object]]
 
 DEFAULT_RUNTIME_DIR = Path("/run/cinder")
 #: Overrides where state files live (tests, and services not run by systemd).

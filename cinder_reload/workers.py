@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from .apply import Overrides
 from .diff import ChangeKind, ConfigDiff, OptionChange
 from .files import FileSnapshot
-from .state import read_state, state_path
+from .state import WorkerRecord, read_state, state_path
 from .waiter import finished_after, monotonic, pid_alive
 
 __all__ = ["SignalledWorkers", "WorkerPlan", "WorkerResult", "Workers", "worker_service_name"]
@@ -58,8 +58,8 @@ class WorkerResult:
     paused_s: float | None = None
     start_s: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
+    def as_dict(self) -> WorkerRecord:
+        doc: WorkerRecord = {
             "worker": self.name,
             "pid": self.pid,
             "result": "ok" if self.ok else "failed",
@@ -68,11 +68,14 @@ class WorkerResult:
             "failed_groups": dict(self.failed_groups),
         }
         if self.old_pid is not None:
-            doc.update(old_pid=self.old_pid, new_pid=self.pid, paused_s=self.paused_s, start_s=self.start_s)
+            doc["old_pid"], doc["new_pid"] = self.old_pid, self.pid
+            doc["paused_s"], doc["start_s"] = self.paused_s, self.start_s
         if self.report is not None:
+            # What a worker that ran its own cycle reported about it.
+            report = self.report
             for key in ("generation", "duration_s", "changed", "not_applied", "pending_restart", "problems"):
-                if key in self.report:
-                    doc[key] = self.report[key]
+                if key in report:
+                    doc[key] = report[key]
         return doc
 
 

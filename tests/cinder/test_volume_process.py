@@ -302,3 +302,24 @@ def test_operations_sent_during_a_replacement_are_all_carried_out(start_cinder: 
         results = [json.loads(line) for line in out.splitlines()]
         stuck = [r for r in results if r["status"] != "available"]
         assert len(results) == 40 and not stuck, (stuck, volume.state()["workers"])
+
+
+def test_a_sighup_storm_during_a_replacement_runs_at_most_one_more_cycle(start_cinder: Start) -> None:
+    import os
+    import signal
+
+    from cinderproc import wait_state
+
+    volume = start_cinder()
+    fake1, fake2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    volume.edit(edited(volume, "volume_backend_name = fake1", "volume_backend_name = fake1-gold"))
+    for _ in range(200):
+        os.kill(volume.pid, signal.SIGHUP)
+    wait_state(volume, "cinder-volume", lambda d: d["generation"] >= 1 and not d.get("in_progress"), 60)
+    # The signals that arrived during the first cycle merge into one follow-up.
+    done = volume.reload()
+    assert done.returncode == 0 and "no changes" in done.stdout, done.stdout + done.stderr
+    doc = volume.state()
+    assert doc["generation"] <= 3, doc["generation"]
+    new1 = volume.worker_pid("fake1")
+    assert new1 != fake1 and volume.pids() == {volume.pid, new1, fake2}

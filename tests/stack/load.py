@@ -243,6 +243,11 @@ class LoadGenerator:
         with self._lock:
             return any(o.backend == backend and o.ended is None and now - o.started >= at_least for o in self.ops)
 
+    def unfinished(self, backend: str) -> int:
+        """How many operations on ``backend`` have not ended yet."""
+        with self._lock:
+            return sum(1 for o in self.ops if o.backend == backend and o.ended is None)
+
     def operations(self) -> list[Op]:
         with self._lock:
             return list(self.ops)

@@ -52,6 +52,7 @@ class SignalInbox:
         # storm of signals writes at most a byte or two and never fills it.
         self._woken = False
         self._previous: dict[int, _Handler] = {}
+        self._previous_wakeup_fd: int | None = None
 
     # -- the handler: record only ------------------------------------------
     def handler(self, signum: int, frame: FrameType | None = None) -> None:
@@ -70,16 +71,36 @@ class SignalInbox:
 
     # -- installation --------------------------------------------------------
     def install(self) -> None:
-        """Install the handler (main thread only, a CPython rule)."""
+        """Install the handler (main thread only, a CPython rule).
+
+        Also makes the pipe CPython's wakeup fd, unless something else owns
+        it (cotyledon does): the kernel may deliver a process signal to any
+        thread, and the Python handler only runs once the main thread executes
+        bytecode again.  A main thread blocked in ``select()`` on this pipe
+        (a loop run with ``run()``) would otherwise sleep through a SIGHUP
+        that another thread took (seen: a reload waited for in vain for 30 s
+        while 8 client threads were busy).  The C-level handler writes the
+        signal's number here from whichever thread it runs in; the byte wakes
+        the loop, and the Python handler records the signal.
+        """
         for signum in self.signums:
             if signum not in self._previous:
                 self._previous[signum] = signal.signal(signum, self.handler)
+        if self._previous_wakeup_fd is None:
+            previous = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+            if previous != -1:  # someone else's: give it back, theirs wins
+                signal.set_wakeup_fd(previous)
+            else:
+                self._previous_wakeup_fd = previous
 
     def uninstall(self) -> None:
-        """Restore the handlers that were in place before :meth:`install`."""
+        """Restore the handlers (and the wakeup fd) that were in place before :meth:`install`."""
         while self._previous:
             signum, previous = self._previous.popitem()
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        if self._previous_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
+            self._previous_wakeup_fd = None
 
     def __enter__(self) -> SignalInbox:
         self.install()

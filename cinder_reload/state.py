@@ -92,6 +92,7 @@ class StateDocument(TypedDict, total=False):
     in_progress: dict[str, Any] | None
     waits: dict[str, dict[str, object]]
 
+
 DEFAULT_RUNTIME_DIR = Path("/run/cinder")
 #: Overrides where state files live (tests, and services not run by systemd).
 STATE_DIR_ENV = "CINDER_RELOAD_STATE_DIR"

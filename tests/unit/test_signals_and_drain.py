@@ -166,3 +166,33 @@ def test_wait_stats_count_waiters_on_arrival_per_scope() -> None:
     stats = gates.wait_stats()
     assert stats["b2"] == {"waited": 0, "recent_s": []}
     assert stats["b1"]["waited"] == 1 and len(stats["b1"]["recent_s"]) == 1
+
+
+def test_a_sighup_another_thread_takes_still_wakes_a_loop_in_the_main_thread() -> None:
+    """The kernel may deliver SIGHUP to any thread; the main thread's select() must still wake."""
+    import threading
+    import time
+
+    from cinder_reload.signals import SignalInbox
+
+    inbox = SignalInbox((signal.SIGHUP,))
+    busy = threading.Event()
+    done = threading.Event()
+
+    def other_thread() -> None:
+        busy.set()
+        done.wait(10)
+
+    worker = threading.Thread(target=other_thread)
+    with inbox:
+        worker.start()
+        busy.wait(5)
+        assert worker.ident is not None
+        threading.Timer(0.2, signal.pthread_kill, args=(worker.ident, signal.SIGHUP)).start()
+        started = time.monotonic()
+        inbox.wait(timeout=5)
+        waited = time.monotonic() - started
+        done.set()
+        worker.join(5)
+        assert waited < 2, f"the main thread slept through the signal for {waited:.1f}s"
+        assert inbox.take() == [signal.SIGHUP]

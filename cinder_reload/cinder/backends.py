@@ -226,8 +226,18 @@ class BackendWorkers:
         for thread in threads:
             thread.start()
         live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+        # An unchanged backend does nothing at all when only other backends
+        # changed.  It is told when there are live values to take, and on a
+        # reload that changed nothing anywhere: that SIGHUP is how operators
+        # make cinder drop its cached RPC version pins after a rolling
+        # upgrade, and the worker's reset() does it, as oslo.service's did.
+        untouched = bool(changed) and not live
         for name in sorted(set(self.handles) - set(changed)):
-            results[name] = self.tell(name, live, plan)
+            if untouched:
+                pid = self.handles[name].pid
+                results[name] = WorkerResult(name, pid, True, f"{name} (pid {pid}): unchanged")
+            else:
+                results[name] = self.tell(name, live, plan)
         for thread in threads:
             thread.join()
         return [results[name] for name in sorted(results)]

@@ -197,14 +197,17 @@ class LoadGenerator:
             if finished and idle:
                 return
             if not idle:
+                # Only the watches that exist before the listing starts are
+                # judged by it: a volume whose create returned while a slow
+                # listing was under way is not in it, and is not gone.
+                with self._lock:
+                    watches = list(self._watches.items())
                 try:
                     volumes = self.api.volumes()
                 except Exception as exc:  # noqa: BLE001 - the lives time out as stuck; say why
                     self.errors.append(f"{self.clock():.3f} listing volumes: {exc}")
                     volumes = None
                 if volumes is not None:
-                    with self._lock:
-                        watches = list(self._watches.items())
                     for volume_id, watch in watches:
                         verdict = watch.accept(volumes.get(volume_id))
                         if verdict is not None and not watch.done.is_set():

@@ -156,7 +156,7 @@ class ReloadCycle:
                 self.gates.scope(scope).open()
         if self.workers is not None and result.error is None:
             self.enter(Phase.WORKERS)
-            result.merge_workers(self.workers.reload(self.worker_plan(result.diff, files)))
+            result.merge_workers(self.workers.reload(self.worker_plan(result.diff)))
         return result
 
     # -- steps ---------------------------------------------------------------
@@ -211,14 +211,13 @@ class ReloadCycle:
         else:
             result.reinitialized.append(group)
 
-    def worker_plan(self, diff: ConfigDiff, files: FileSnapshot) -> WorkerPlan:
+    def worker_plan(self, diff: ConfigDiff) -> WorkerPlan:
         changed = tuple(g for g in diff.groups(ChangeKind.REINIT) if g in self.delegated)
         return WorkerPlan(
             generation=self.generation,
             diff=diff,
             changed_groups=changed,
             overrides=self.overrides,
-            files=files,
             timeout=self.worker_timeout,
             drain_timeout=self.drain_timeout,
         )

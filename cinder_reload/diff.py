@@ -3,8 +3,8 @@
 Pure: no ConfigOpts, no files.  Every changed option is classified the way
 PostgreSQL classifies a changed GUC:
 
-* ``live``     - a ``mutable=True`` option; oslo.config's
-  ``mutate_config_files()`` applies it in place.
+* ``live``     - a ``mutable=True`` option; applied in place, with
+  oslo.config's mutate hooks run (apply.run_mutate_hooks).
 * ``reinit``   - an immutable option in a group that has a re-initialiser; it
   takes effect when that group is rebuilt.
 * ``restart``  - anything else; reported as ``pending_restart`` and left at its

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from .apply import Overrides
 from .diff import ChangeKind, ConfigDiff, OptionChange
-from .files import FileSnapshot
 from .state import WorkerRecord, read_state, state_path
 from .waiter import finished_after, monotonic, pid_alive
 
@@ -90,8 +89,6 @@ class WorkerPlan:
     #: The main process's pins: a pool releases a group's pin (its new values)
     #: before it starts that group's new worker, and puts it back on failure.
     overrides: Overrides
-    #: The snapshot the main process validated and now runs.
-    files: FileSnapshot
     timeout: float
     drain_timeout: float
 

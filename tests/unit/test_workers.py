@@ -19,7 +19,6 @@ from cinder_reload import GroupChange, ReloadEngine, SystemdNotifier
 from cinder_reload.apply import Overrides
 from cinder_reload.diff import ConfigDiff
 from cinder_reload.drain import DrainGates
-from cinder_reload.files import FileSnapshot
 from cinder_reload.reinit import ReinitRegistry
 from cinder_reload.workers import SignalledWorkers, WorkerPlan, WorkerResult, worker_service_name
 
@@ -150,9 +149,7 @@ def test_worker_timeout_is_reported_not_waited_for(tmp_path: Path) -> None:
     write_state(state_dir / "svc.b1.reload.json", doc)
     previous = signal.signal(signal.SIGHUP, lambda *a: None)
     try:
-        plan = WorkerPlan(
-            1, ConfigDiff(), (), Overrides(cfg.ConfigOpts()), FileSnapshot(), timeout=0.3, drain_timeout=1
-        )
+        plan = WorkerPlan(1, ConfigDiff(), (), Overrides(cfg.ConfigOpts()), timeout=0.3, drain_timeout=1)
         results = SignalledWorkers("svc", lambda: {"b1": os.getpid()}, state_dir).reload(plan)
     finally:
         signal.signal(signal.SIGHUP, previous)

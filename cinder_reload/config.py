@@ -20,7 +20,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +30,15 @@ from .diff import DEFAULT_GROUP, OptionValue, OptKey
 from .files import FileSnapshot, UnsafeFile, parsing_from
 
 __all__ = [
+    "CandidateLoader",
     "ConfigApplyFailed",
     "ConfigInvalid",
     "ConfigProblem",
+    "changed_scope",
     "config_files",
     "install",
     "load_candidate",
+    "parsed_sections",
     "raw_sections",
     "registered_options",
     "snapshot",
@@ -190,9 +193,23 @@ def load_candidate(
     Every file is read once, into ``files`` (a new snapshot if None): pass
     the same snapshot to :func:`install` to apply exactly what was validated.
     """
-    files = files if files is not None else FileSnapshot()
-    call_args = list(conf._args or []) if args is None else list(args)
     scratch = _scratch_like(conf, not_overridden)
+    return _load(scratch, conf, args, required_sections, files if files is not None else FileSnapshot(), None)
+
+
+#: Which options a reload has to read: all (None), or those a predicate admits.
+KeyFilter = Callable[[OptKey], bool]
+
+
+def _load(
+    scratch: cfg.ConfigOpts,
+    conf: cfg.ConfigOpts,
+    args: Sequence[str] | None,
+    required_sections: Collection[str],
+    files: FileSnapshot,
+    scope: Callable[[cfg.ConfigOpts], KeyFilter | None] | None,
+) -> cfg.ConfigOpts:
+    call_args = list(conf._args or []) if args is None else list(args)
     paths = config_files(conf) if args is None else []
     problems = [p for p in (_check_file(path, files) for path in paths) if p]
     if problems:
@@ -220,7 +237,10 @@ def load_candidate(
     if args is not None:
         # `check` names its files on the command line: vet them the same way.
         problems = [p for p in (_check_file(path, files) for path in config_files(scratch)) if p]
+    wanted = scope(scratch) if scope is not None else None
     for reg in registered_options(scratch):
+        if wanted is not None and not wanted(reg.key):
+            continue
         try:
             _read(scratch, reg)
         except (cfg.Error, ValueError) as exc:
@@ -236,6 +256,153 @@ def load_candidate(
     if problems:
         raise ConfigInvalid(problems)
     return scratch
+
+
+class CandidateLoader:
+    """:func:`load_candidate` for a running service, reload after reload.
+
+    Two things make a reload's validation cost grow with the size of the
+    file rather than with the change, and this class removes both:
+
+    * the scratch ``ConfigOpts`` is built once and called again at each
+      reload (oslo.config's ``__call__`` starts with ``clear()``, which keeps
+      the registered options); options the service registered since, and
+      programmatic defaults and overrides, are brought in line first;
+    * typed values are read only where they can differ from the running
+      ones (:func:`changed_scope`): a backend section edited in a
+      50-backend file reads that backend's options, not all 50.
+
+    :attr:`scope` is the filter of the last :meth:`load` (None: everything),
+    for the plan to compare the same options.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        self.scope: KeyFilter | None = None
+        self._scratch: cfg.ConfigOpts | None = None
+
+    def load(
+        self,
+        *,
+        required_sections: Collection[str] = (),
+        not_overridden: Collection[OptKey] = (),
+        files: FileSnapshot | None = None,
+    ) -> cfg.ConfigOpts:
+        scratch = self._synced_scratch(not_overridden)
+        pinned = frozenset(not_overridden)
+        self.scope = None
+
+        def scope(candidate: cfg.ConfigOpts) -> KeyFilter | None:
+            self.scope = changed_scope(self.conf, candidate, pinned=pinned)
+            return self.scope
+
+        try:
+            return _load(scratch, self.conf, None, required_sections, files or FileSnapshot(), scope)
+        except BaseException:
+            self.scope = None
+            raise
+
+    def _synced_scratch(self, not_overridden: Collection[OptKey]) -> cfg.ConfigOpts:
+        if self._scratch is not None and _sync(self._scratch, self.conf, frozenset(not_overridden)):
+            return self._scratch
+        self._scratch = _scratch_like(self.conf, not_overridden)
+        return self._scratch
+
+
+_MISSING = object()
+
+
+def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozenset[OptKey]) -> bool:
+    """Bring a reused scratch object in line with ``conf``; False if it must be rebuilt."""
+    count = 0
+    for reg in registered_options(conf):
+        count += 1
+        group = None if reg.group == DEFAULT_GROUP else reg.group
+        if group is not None and group not in scratch._groups:
+            scratch.register_group(cfg.OptGroup(group, title=conf._groups[group].title))
+        table = scratch._opts if group is None else scratch._groups[group]._opts
+        mine = table.get(reg.opt.dest)
+        if mine is None:
+            if reg.cli:
+                return False  # argparse is built: a new CLI option needs a new object
+            scratch.register_opt(reg.opt, group=group)
+            mine = table[reg.opt.dest]
+        elif mine["opt"] is not reg.opt:
+            return False  # re-registered differently
+        info = _option_info(conf, reg)
+        want = info.get("default", _MISSING)
+        have = mine.get("default", _MISSING)
+        if want is not have and want != have:
+            if want is _MISSING:
+                scratch.clear_default(reg.opt.dest, group=group)
+            else:
+                scratch.set_default(reg.opt.dest, want, group=group)
+        want = info.get("override", _MISSING) if reg.key not in not_overridden else _MISSING
+        have = mine.get("override", _MISSING)
+        if want is not have and want != have:
+            if want is _MISSING:
+                scratch.clear_override(reg.opt.dest, group=group)
+            else:
+                scratch.set_override(reg.opt.dest, want, group=group)
+    # An option unregistered from the running object: start over.
+    return count == sum(1 for _ in registered_options(scratch))
+
+
+_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\.")
+
+
+def changed_scope(
+    running: cfg.ConfigOpts,
+    candidate: cfg.ConfigOpts,
+    *,
+    pinned: Collection[OptKey] = (),
+) -> KeyFilter | None:
+    """Which options can differ between ``running`` and ``candidate``; None: any.
+
+    A typed value is a function of its option's text in the files, its
+    programmatic default or override, the environment and the command line
+    (fixed for the life of the process), and, through substitution and
+    deprecated names, of other options: ``$name`` looks in its own section,
+    then in DEFAULT; ``${group.name}`` anywhere.  So when DEFAULT's text is
+    unchanged and nothing refers into the changed sections from outside (no
+    ``${changed.name}`` in another section's text or an option's default, no
+    option read through a deprecated name there), only the changed
+    sections' options can differ, plus the ``pinned`` ones (pending a
+    restart, or a backend whose new worker did not come up: still reported
+    and retried at every reload).  An edit in DEFAULT reads everything.
+    """
+    before, after = parsed_sections(running), parsed_sections(candidate)
+    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    if DEFAULT_GROUP in changed:
+        return None
+    if changed:
+        for sections in (before, after):
+            for name, keys in sections.items():
+                if name in changed:
+                    continue
+                for values in keys.values():
+                    for value in values:
+                        if "$" in value and any(group in changed for group in _REFERENCE.findall(value)):
+                            return None
+        for reg in registered_options(running):
+            default = reg.opt.default
+            if isinstance(default, str) and "$" in default:
+                if any(group in changed for group in _REFERENCE.findall(default)):
+                    return None
+            for deprecated in reg.opt.deprecated_opts:
+                if deprecated.group in changed and reg.group not in changed:
+                    return None
+    pinned_keys = frozenset(pinned)
+    groups = frozenset(changed)
+    return lambda key: key[0] in groups or key in pinned_keys
+
+
+def parsed_sections(conf: cfg.ConfigOpts) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Every section as the files spell it (see :func:`raw_sections`)."""
+    namespace = getattr(conf, "_namespace", None)
+    parsed: list[dict[str, dict[str, list[str]]]] = list(getattr(namespace, "_parsed", None) or [])
+    names = {name for sections in parsed for name in sections}
+    return raw_sections(conf, names)
 
 
 def _call(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, call_args: list[str], defaults: bool) -> None:
@@ -334,10 +501,12 @@ def _read(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> Any:
     return getattr(getattr(conf, reg.group), reg.opt.dest)
 
 
-def snapshot(conf: cfg.ConfigOpts) -> dict[OptKey, OptionValue]:
-    """The effective value of every registered option (overrides included)."""
+def snapshot(conf: cfg.ConfigOpts, only: KeyFilter | None = None) -> dict[OptKey, OptionValue]:
+    """The effective value of every registered option (overrides included), or of those ``only`` admits."""
     values: dict[OptKey, OptionValue] = {}
     for reg in registered_options(conf):
+        if only is not None and not only(reg.key):
+            continue
         try:
             value = _read(conf, reg)
         except (cfg.Error, ValueError):

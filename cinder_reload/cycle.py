@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from oslo_config import cfg
 
 from .apply import Overrides, run_mutate_hooks
-from .config import ConfigInvalid, ConfigProblem, install, load_candidate, raw_sections, snapshot
+from .config import (
+    CandidateLoader,
+    ConfigInvalid,
+    ConfigProblem,
+    install,
+    raw_sections,
+    registered_options,
+    snapshot,
+)
 from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey, diff_values, raw_changes
 from .drain import DrainAborted, DrainGates, DrainTimeout
 from .files import FileSnapshot
@@ -103,6 +111,8 @@ class ReloadCycle:
     #: Groups that are none of this process's business (a sibling worker's
     #: backend): validated like everything else, left out of the diff.
     ignored: Collection[str] = ()
+    #: Kept by the engine from one cycle to the next (its scratch object).
+    loader: CandidateLoader | None = None
 
     @property
     def delegated(self) -> frozenset[str]:
@@ -162,21 +172,27 @@ class ReloadCycle:
     # -- steps ---------------------------------------------------------------
     def validate(self, files: FileSnapshot) -> cfg.ConfigOpts:
         """Parse the files (read once, into ``files``) into a scratch ConfigOpts; raise ConfigInvalid."""
-        return load_candidate(
-            self.conf,
+        if self.loader is None:
+            self.loader = CandidateLoader(self.conf)
+        return self.loader.load(
             required_sections=self.registry.groups() | self.delegated,
             not_overridden=self.overrides.keys(),
             files=files,
         )
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
-        """What changed, and how each change will take effect."""
-        running, new = snapshot(self.conf), snapshot(candidate)
+        """What changed, and how each change will take effect.
+
+        Only the options validation found could differ are compared (all of
+        them unless only a backend's section changed: config.changed_scope).
+        """
+        only = self.loader.scope if self.loader is not None else None
+        running, new = snapshot(self.conf, only), snapshot(candidate, only)
         diff = diff_values(running, new, self.registry.groups() | self.delegated, self.restart_only)
         if self.delegated:
             # The workers' sections compared as text too: keys no option of
             # this process's covers (registered by a driver in its worker).
-            known = running.keys() | new.keys()
+            known = {reg.key for conf in (self.conf, candidate) for reg in registered_options(conf)}
             groups = sorted(self.delegated)
             raw = raw_changes(raw_sections(self.conf, groups), raw_sections(candidate, groups), known)
             diff = ConfigDiff(diff.changes + raw.changes)

@@ -34,7 +34,7 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import snapshot
+from .config import CandidateLoader, registered_options
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
@@ -102,6 +102,8 @@ class ReloadEngine:
         self.inbox = SignalInbox((signal.SIGHUP, signal.SIGTERM) if handle_sigterm else (signal.SIGHUP,))
         self.machine = PhaseMachine()
         self.overrides = Overrides(conf)
+        #: Validation's scratch object, built once for the life of the process.
+        self.loader = CandidateLoader(conf)
         self.generation = 0
         self.last_report: StateDocument | None = None
         self._reload_pending = False
@@ -232,6 +234,7 @@ class ReloadEngine:
             generation=generation,
             worker_timeout=self.worker_timeout,
             ignored=self.ignored_groups,
+            loader=self.loader,
         )
         try:
             result = cycle.run()
@@ -313,9 +316,16 @@ class ReloadEngine:
 
     def _secret_values(self) -> list[str]:
         values: list[str] = []
-        for option in snapshot(self.conf).values():
-            if option.secret and option.value:
-                values.append(str(option.value))
+        for reg in registered_options(self.conf):
+            if not reg.opt.secret:
+                continue
+            group = None if reg.group == "DEFAULT" else reg.group
+            try:
+                value = self.conf[reg.opt.dest] if group is None else self.conf[group][reg.opt.dest]
+            except (cfg.Error, ValueError):
+                continue
+            if value:
+                values.append(str(value))
         return values
 
     def _files_label(self) -> str:

@@ -142,6 +142,8 @@ class BackendWorkers:
         self._backends = backends
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
+        #: Launches a reload started whose fork waits for its go (_Launch).
+        self._held: dict[str, _Launch] = {}
         self._lock = threading.Lock()
 
     # -- what the launcher tells us --------------------------------------------
@@ -260,15 +262,21 @@ class BackendWorkers:
         old = self.handles[name]
         LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
+        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
+        # cinder's start path runs up to the fork while the old worker drains:
+        # Service.create() (the manager, the driver object, the service
+        # record) needs no quiet backend, only the fork does (init_host).
+        launch = _Launch(self, name, strict=True)
         paused_at = time.monotonic()
         try:
             reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
         except (ChannelClosed, TimeoutError) as exc:
             reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        paused_at = float(reply.get("stopped_at") or paused_at)
         if not reply.get("ok"):
-            if old.exited.is_set():
-                reason = f"worker {name} (pid {old.pid}) exited while draining"
-            else:
+            launch.cancel()
+            plan.overrides.undo(undo)
+            if not old.exited.is_set():
                 old.wrap.workers = 1
                 return WorkerResult(
                     name,
@@ -277,18 +285,12 @@ class BackendWorkers:
                     f"{name}: could not drain: {reply.get('reason')}",
                     failed_groups={name: str(reply.get("reason"))},
                 )
-        else:
-            reason = None
-            paused_at = float(reply.get("stopped_at") or paused_at)
-        if not old.wait_exited(plan.drain_timeout + EXIT_GRACE):
-            LOG.warning("reload: worker %s (pid %d) drained but did not exit; killing it", name, old.pid)
-            old.kill()
-            old.wait_exited(5.0)
-        LOG.info("reload #%d: worker %s (pid %d) is gone; starting its new worker", plan.generation, name, old.pid)
-
-        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
-        new, why = self._start(name, strict=True, timeout=plan.timeout)
+            return self._start_previous(
+                name, plan, old, paused_at, f"worker {name} (pid {old.pid}) exited while draining"
+            )
+        new, why = launch.fork(plan.timeout)
         if new is not None and why is None:
+            self._retire(old)
             new.wrap.workers = 1
             assert new.outcome is not None
             ready_at = float(new.outcome.get("at") or time.monotonic())
@@ -302,15 +304,60 @@ class BackendWorkers:
                 paused_s=round(ready_at - paused_at, 6),
                 start_s=round(ready_at - new.forked_at, 6),
             )
-        failure = reason or why or "unknown"
+        failure = why or "unknown"
+        plan.overrides.undo(undo)
+        try:
+            resumed = old.request("resume", 30.0)
+        except (ChannelClosed, TimeoutError) as exc:
+            resumed = {"ok": False, "reason": str(exc)}
+        if not resumed.get("ok"):
+            return self._start_previous(name, plan, old, paused_at, failure)
+        old.wrap.workers = 1
         LOG.error(
-            "reload #%d: the new worker of %s did not come up (%s); starting it again on its previous configuration",
+            "reload #%d: the new worker of %s did not come up (%s); its worker (pid %d) consumes again "
+            "on its previous configuration",
+            plan.generation,
+            name,
+            failure,
+            old.pid,
+        )
+        return WorkerResult(
+            name,
+            old.pid,
+            False,
+            f"{name}: new worker failed: {failure}; back on its previous configuration in its running "
+            f"worker (pid {old.pid}), which consumes again",
+            failed_groups={name: failure},
+            old_pid=old.pid,
+            paused_s=round(float(resumed.get("at") or time.monotonic()) - paused_at, 6),
+            start_s=None,
+        )
+
+    def _retire(self, old: WorkerHandle) -> None:
+        """The successor is up: the old worker leaves through cinder's own graceful stop."""
+        try:
+            old.channel.send({"op": "exit"})
+        except ChannelClosed:
+            pass
+        if not old.wait_exited(EXIT_GRACE):
+            LOG.warning("reload: worker %s (pid %d) did not exit; killing it", old.name, old.pid)
+            old.kill()
+            old.wait_exited(5.0)
+
+    def _start_previous(
+        self, name: str, plan: WorkerPlan, old: WorkerHandle, paused_at: float, failure: str
+    ) -> WorkerResult:
+        """The old worker is gone and no new one came up: start one on the previous values."""
+        LOG.error(
+            "reload #%d: %s: %s; starting its worker again on its previous configuration",
             plan.generation,
             name,
             failure,
         )
-        plan.overrides.undo(undo)
-        back, back_why = self._start(name, strict=False, timeout=plan.timeout)
+        if not old.wait_exited(EXIT_GRACE):
+            old.kill()
+            old.wait_exited(5.0)
+        back, back_why = _Launch(self, name, strict=False).fork(plan.timeout)
         if back is not None and back_why is None:
             back.wrap.workers = 1
             state = f"back on its previous configuration (pid {back.pid})"
@@ -323,28 +370,76 @@ class BackendWorkers:
             name,
             back.pid if back else None,
             False,
-            f"{name}: new worker failed: {failure}; {state}",
+            f"{name}: {failure}; {state}",
             failed_groups={name: failure},
             old_pid=old.pid,
             paused_s=round(ready_at - paused_at, 6),
             start_s=None,
         )
 
-    def _start(self, name: str, *, strict: bool, timeout: float) -> tuple[WorkerHandle | None, str | None]:
-        """Launch ``name`` through cinder's start path; (handle, None) once up, else (handle or None, reason)."""
-        before = self.handles.get(name)
+    # -- the launcher's side of a launch -----------------------------------------
+    def may_fork(self, name: str) -> bool:
+        """Called by the launcher right before it forks ``name``: wait for the go, if a reload holds it."""
         with self._lock:
+            held = self._held.get(name)
+        return True if held is None else held.wait_for_go()
+
+
+class _Launch:
+    """One backend brought up through cinder's own start path, forked only when told.
+
+    ``cinder.cmd.volume._launch_service()`` runs in a thread of its own at
+    once (``Service.create()`` in this process); the launcher's
+    ``launch_service()`` then waits in :meth:`BackendWorkers.may_fork` until
+    :meth:`fork` (go) or :meth:`cancel` (no fork: the created service object
+    is dropped, nothing ran).
+    """
+
+    def __init__(self, workers: BackendWorkers, name: str, *, strict: bool) -> None:
+        self._workers = workers
+        self.name = name
+        self._before = workers.handles.get(name)
+        self._decided = threading.Event()
+        self._go = False
+        self._done = threading.Event()
+        self._errors: str | None = None
+        with workers._lock:
+            workers._held[name] = self
             if strict:
-                self._strict.add(name)
+                workers._strict.add(name)
+        threading.Thread(target=self._run, name=f"reload-launch-{name}", daemon=True).start()
+
+    def _run(self) -> None:
         try:
             with capturing_errors("cinder.cmd.volume") as errors:
-                self._launch(name)
+                self._workers._launch(self.name)
+            self._errors = errors.reason()
+        except Exception as exc:  # cinder's _launch_service logs and swallows its own
+            self._errors = f"{type(exc).__name__}: {exc}"
         finally:
-            with self._lock:
-                self._strict.discard(name)
-        handle = self.handles.get(name)
-        if handle is None or handle is before:
-            return None, errors.reason() or "cinder did not launch the service"
+            with self._workers._lock:
+                self._workers._strict.discard(self.name)
+                if self._workers._held.get(self.name) is self:
+                    del self._workers._held[self.name]
+            self._done.set()
+
+    def wait_for_go(self) -> bool:
+        self._decided.wait()
+        return self._go
+
+    def cancel(self) -> None:
+        self._decided.set()
+        self._done.wait(60.0)
+
+    def fork(self, timeout: float) -> tuple[WorkerHandle | None, str | None]:
+        """Fork the worker and wait for its start report; (handle, None) once up, else (handle or None, reason)."""
+        self._go = True
+        self._decided.set()
+        self._done.wait()
+        workers = self._workers
+        handle = workers.handles.get(self.name)
+        if handle is None or handle is self._before:
+            return None, self._errors or "cinder did not launch the service"
         if not handle.started.wait(timeout):
             handle.kill()
             handle.wait_exited(5.0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +34,12 @@ __all__ = [
     "ConfigApplyFailed",
     "ConfigInvalid",
     "ConfigProblem",
+    "Scope",
     "changed_scope",
     "config_files",
     "install",
     "load_candidate",
+    "option_references",
     "parsed_sections",
     "raw_sections",
     "registered_options",
@@ -79,14 +81,39 @@ class RegisteredOpt:
 _SELF_REGISTERED = frozenset({"config_file", "config_dir", "config_source"})
 
 
-def registered_options(conf: cfg.ConfigOpts) -> Iterator[RegisteredOpt]:
-    """Every option registered on ``conf``, with its group and CLI flag."""
-    for name, info in list(conf._opts.items()):
-        if name not in _SELF_REGISTERED:
-            yield RegisteredOpt(DEFAULT_GROUP, info["opt"], bool(info.get("cli")))
-    for group_name, group in list(conf._groups.items()):
+@dataclass(frozen=True)
+class Scope:
+    """The options a reload has to read and compare: whole groups, plus single keys."""
+
+    groups: frozenset[str]
+    keys: frozenset[OptKey] = frozenset()
+
+    def __call__(self, key: OptKey) -> bool:
+        return key[0] in self.groups or key in self.keys
+
+
+def registered_options(conf: cfg.ConfigOpts, scope: Scope | None = None) -> Iterator[RegisteredOpt]:
+    """Every option registered on ``conf`` (or in ``scope``), with its group and CLI flag."""
+    if scope is None:
+        names: Collection[str] = [DEFAULT_GROUP, *conf._groups]
+    else:
+        names = sorted(scope.groups | {group for group, _ in scope.keys})
+    for group_name in names:
+        if group_name == DEFAULT_GROUP:
+            for name, info in list(conf._opts.items()):
+                if name not in _SELF_REGISTERED and (scope is None or scope((DEFAULT_GROUP, info["opt"].dest))):
+                    yield RegisteredOpt(DEFAULT_GROUP, info["opt"], bool(info.get("cli")))
+            continue
+        group = conf._groups.get(group_name)
+        if group is None:
+            continue
         for info in list(group._opts.values()):
-            yield RegisteredOpt(group_name, info["opt"], bool(info.get("cli")))
+            if scope is None or scope((group_name, info["opt"].dest)):
+                yield RegisteredOpt(group_name, info["opt"], bool(info.get("cli")))
+
+
+def _option_count(conf: cfg.ConfigOpts) -> int:
+    return len(conf._opts) + sum(len(group._opts) for group in conf._groups.values())
 
 
 def config_files(conf: cfg.ConfigOpts) -> list[str]:
@@ -197,17 +224,13 @@ def load_candidate(
     return _load(scratch, conf, args, required_sections, files if files is not None else FileSnapshot(), None)
 
 
-#: Which options a reload has to read: all (None), or those a predicate admits.
-KeyFilter = Callable[[OptKey], bool]
-
-
 def _load(
     scratch: cfg.ConfigOpts,
     conf: cfg.ConfigOpts,
     args: Sequence[str] | None,
     required_sections: Collection[str],
     files: FileSnapshot,
-    scope: Callable[[cfg.ConfigOpts], KeyFilter | None] | None,
+    scope: Callable[[cfg.ConfigOpts], Scope | None] | None,
 ) -> cfg.ConfigOpts:
     call_args = list(conf._args or []) if args is None else list(args)
     paths = config_files(conf) if args is None else []
@@ -238,9 +261,7 @@ def _load(
         # `check` names its files on the command line: vet them the same way.
         problems = [p for p in (_check_file(path, files) for path in config_files(scratch)) if p]
     wanted = scope(scratch) if scope is not None else None
-    for reg in registered_options(scratch):
-        if wanted is not None and not wanted(reg.key):
-            continue
+    for reg in registered_options(scratch, wanted):
         try:
             _read(scratch, reg)
         except (cfg.Error, ValueError) as exc:
@@ -278,8 +299,9 @@ class CandidateLoader:
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
-        self.scope: KeyFilter | None = None
+        self.scope: Scope | None = None
         self._scratch: cfg.ConfigOpts | None = None
+        self._references: tuple[int, dict[str, frozenset[str]]] = (-1, {})
 
     def load(
         self,
@@ -292,8 +314,8 @@ class CandidateLoader:
         pinned = frozenset(not_overridden)
         self.scope = None
 
-        def scope(candidate: cfg.ConfigOpts) -> KeyFilter | None:
-            self.scope = changed_scope(self.conf, candidate, pinned=pinned)
+        def scope(candidate: cfg.ConfigOpts) -> Scope | None:
+            self.scope = changed_scope(self.conf, candidate, pinned=pinned, references=self._option_references())
             return self.scope
 
         try:
@@ -301,6 +323,12 @@ class CandidateLoader:
         except BaseException:
             self.scope = None
             raise
+
+    def _option_references(self) -> dict[str, frozenset[str]]:
+        count = _option_count(self.conf)
+        if self._references[0] != count:  # options registered since: look again
+            self._references = (count, option_references(self.conf))
+        return self._references[1]
 
     def _synced_scratch(self, not_overridden: Collection[OptKey]) -> cfg.ConfigOpts:
         if self._scratch is not None and _sync(self._scratch, self.conf, frozenset(not_overridden)):
@@ -329,7 +357,7 @@ def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozens
             mine = table[reg.opt.dest]
         elif mine["opt"] is not reg.opt:
             return False  # re-registered differently
-        info = _option_info(conf, reg)
+        info = (conf._opts if group is None else conf._groups[group]._opts)[reg.opt.dest]  # read only: no copy
         want = info.get("default", _MISSING)
         have = mine.get("default", _MISSING)
         if want is not have and want != have:
@@ -345,7 +373,7 @@ def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozens
             else:
                 scratch.set_override(reg.opt.dest, want, group=group)
     # An option unregistered from the running object: start over.
-    return count == sum(1 for _ in registered_options(scratch))
+    return count + len(_SELF_REGISTERED & scratch._opts.keys()) == _option_count(scratch)
 
 
 _REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\.")
@@ -356,7 +384,8 @@ def changed_scope(
     candidate: cfg.ConfigOpts,
     *,
     pinned: Collection[OptKey] = (),
-) -> KeyFilter | None:
+    references: Mapping[str, Collection[str]] | None = None,
+) -> Scope | None:
     """Which options can differ between ``running`` and ``candidate``; None: any.
 
     A typed value is a function of its option's text in the files, its
@@ -370,6 +399,7 @@ def changed_scope(
     sections' options can differ, plus the ``pinned`` ones (pending a
     restart, or a backend whose new worker did not come up: still reported
     and retried at every reload).  An edit in DEFAULT reads everything.
+    ``references``: :func:`option_references` of ``running``, if known.
     """
     before, after = parsed_sections(running), parsed_sections(candidate)
     changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
@@ -384,17 +414,24 @@ def changed_scope(
                     for value in values:
                         if "$" in value and any(group in changed for group in _REFERENCE.findall(value)):
                             return None
-        for reg in registered_options(running):
-            default = reg.opt.default
-            if isinstance(default, str) and "$" in default:
-                if any(group in changed for group in _REFERENCE.findall(default)):
-                    return None
-            for deprecated in reg.opt.deprecated_opts:
-                if deprecated.group in changed and reg.group not in changed:
-                    return None
-    pinned_keys = frozenset(pinned)
-    groups = frozenset(changed)
-    return lambda key: key[0] in groups or key in pinned_keys
+        refs = option_references(running) if references is None else references
+        if any(group not in changed and changed & set(targets) for group, targets in refs.items()):
+            return None
+    return Scope(frozenset(changed), frozenset(pinned))
+
+
+def option_references(conf: cfg.ConfigOpts) -> dict[str, frozenset[str]]:
+    """For each group, the other groups its options read through a default or a deprecated name."""
+    found: dict[str, set[str]] = {}
+    for reg in registered_options(conf):
+        targets: set[str] = set()
+        default = reg.opt.default
+        if isinstance(default, str) and "$" in default:
+            targets.update(_REFERENCE.findall(default))
+        targets.update(d.group for d in reg.opt.deprecated_opts if d.group and d.group != reg.group)
+        if targets:
+            found.setdefault(reg.group, set()).update(targets)
+    return {group: frozenset(targets) for group, targets in found.items()}
 
 
 def parsed_sections(conf: cfg.ConfigOpts) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -501,12 +538,10 @@ def _read(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> Any:
     return getattr(getattr(conf, reg.group), reg.opt.dest)
 
 
-def snapshot(conf: cfg.ConfigOpts, only: KeyFilter | None = None) -> dict[OptKey, OptionValue]:
-    """The effective value of every registered option (overrides included), or of those ``only`` admits."""
+def snapshot(conf: cfg.ConfigOpts, only: Scope | None = None) -> dict[OptKey, OptionValue]:
+    """The effective value of every registered option (overrides included), or of those in ``only``."""
     values: dict[OptKey, OptionValue] = {}
-    for reg in registered_options(conf):
-        if only is not None and not only(reg.key):
-            continue
+    for reg in registered_options(conf, only):
         try:
             value = _read(conf, reg)
         except (cfg.Error, ValueError):

@@ -33,6 +33,7 @@ from .config import (
     CandidateLoader,
     ConfigInvalid,
     ConfigProblem,
+    Scope,
     install,
     raw_sections,
     registered_options,
@@ -192,8 +193,10 @@ class ReloadCycle:
         if self.delegated:
             # The workers' sections compared as text too: keys no option of
             # this process's covers (registered by a driver in its worker).
-            known = {reg.key for conf in (self.conf, candidate) for reg in registered_options(conf)}
-            groups = sorted(self.delegated)
+            groups = sorted(self.delegated if only is None else self.delegated & only.groups)
+            known = {
+                reg.key for conf in (self.conf, candidate) for reg in registered_options(conf, Scope(frozenset(groups)))
+            }
             raw = raw_changes(raw_sections(self.conf, groups), raw_sections(candidate, groups), known)
             diff = ConfigDiff(diff.changes + raw.changes)
         if self.ignored:

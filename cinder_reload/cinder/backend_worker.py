@@ -18,10 +18,12 @@ the timers); this module only adds what the reload needs around it:
   cached RPC version pins), as oslo.service's SIGHUP did.  No file is read.
 * **retire**: stop consuming (the three RPC servers; messages wait in the
   broker), wait until nothing is in flight up to the drain timeout, then
-  leave through cinder's own graceful stop (SIGTERM to itself: oslo.service's
-  child handler stops the service, waits for the RPC executors and timers,
-  and exits).  A drain that does not finish restarts the RPC servers: the
-  backend keeps serving on its old configuration.
+  stay quiet (periodic tasks skip their turn) until the main process says
+  ``exit`` (its successor is up: leave through cinder's own graceful stop,
+  SIGTERM to itself, as oslo.service's child handler does it) or
+  ``resume`` (the successor did not come up: consume again, on the
+  configuration this worker always had).  A drain that does not finish
+  restarts the RPC servers at once.
 
 A stray SIGHUP is ignored here: a worker never reads the files.
 """

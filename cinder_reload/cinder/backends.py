@@ -10,20 +10,27 @@ but take the live (mutable) values the main process validated.
 
 For one changed backend, in order (the reason for each step is the next):
 
-1. retire the old worker (backend_worker.py): it stops consuming, its
+1. release the backend's pinned options (its new values) and run cinder's
+   own ``cinder.cmd.volume._launch_service()`` for it in a thread, as
+   cinder-volume's ``main()`` does at start: ``Service.create()`` (the
+   manager, the driver object, the service record) runs in this process
+   while step 2 goes on; the launcher holds the fork (``may_fork``);
+2. retire the old worker (backend_worker.py): it stops consuming, its
    queued messages wait in the broker, in-flight work finishes; a drain that
-   does not finish in ``drain_timeout`` leaves it serving, and the reload
-   fails for that backend with what was still in flight;
-2. wait until it has exited: cinder's ``init_host`` cleans up operations it
-   finds unfinished, so it must never run while the old worker has one;
-3. release the backend's pinned options (its new values) and run cinder's
-   own ``cinder.cmd.volume._launch_service()`` for the backend, as
-   cinder-volume's ``main()`` does at start: ``Service.create()`` in this
-   process, then oslo.service's fork and ``Service.start()`` in the child;
+   does not finish in ``drain_timeout`` leaves it serving, the fork is
+   cancelled, and the reload fails for that backend with what was still in
+   flight.  A drained worker stays alive, quiet (no RPC, its periodic tasks
+   skip their turn), until step 4;
+3. fork: cinder's ``init_host`` cleans up operations it finds unfinished,
+   so it runs only once the old worker has none in flight and can start
+   none;
 4. the new worker reports ``ready`` once its driver initialised and its RPC
-   servers consume, or ``failed`` with the driver's reason.  On failure (or
-   no answer within ``worker_timeout``) the backend's pins go back and the
-   same start path brings it up again on its previous configuration.
+   servers consume: the old one leaves through cinder's own graceful stop
+   and the reload waits until it is gone.  ``failed`` (with the driver's
+   reason), no report within ``worker_timeout``, or no fork because
+   ``Service.create()`` raised: the pins go back and the old worker, which
+   never stopped running, consumes again (if it died meanwhile, the same
+   start path brings the backend up on its previous values).
 
 oslo.service respawns a worker that dies from the ``ServiceWrapper`` it was
 launched with; each launch here makes a new one, so a crashed worker comes
@@ -312,6 +319,8 @@ class BackendWorkers:
             resumed = {"ok": False, "reason": str(exc)}
         if not resumed.get("ok"):
             return self._start_previous(name, plan, old, paused_at, failure)
+        with self._lock:
+            self.handles[name] = old  # the failed successor's handle is gone with it
         old.wrap.workers = 1
         LOG.error(
             "reload #%d: the new worker of %s did not come up (%s); its worker (pid %d) consumes again "

@@ -358,22 +358,24 @@ def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozens
         elif mine["opt"] is not reg.opt:
             return False  # re-registered differently
         info = (conf._opts if group is None else conf._groups[group]._opts)[reg.opt.dest]  # read only: no copy
-        want = info.get("default", _MISSING)
-        have = mine.get("default", _MISSING)
-        if want is not have and want != have:
-            if want is _MISSING:
-                scratch.clear_default(reg.opt.dest, group=group)
-            else:
-                scratch.set_default(reg.opt.dest, want, group=group)
-        want = info.get("override", _MISSING) if reg.key not in not_overridden else _MISSING
-        have = mine.get("override", _MISSING)
-        if want is not have and want != have:
-            if want is _MISSING:
-                scratch.clear_override(reg.opt.dest, group=group)
-            else:
-                scratch.set_override(reg.opt.dest, want, group=group)
+        _align(scratch, reg.opt.dest, group, "default", info.get("default", _MISSING), mine)
+        override = info.get("override", _MISSING) if reg.key not in not_overridden else _MISSING
+        _align(scratch, reg.opt.dest, group, "override", override, mine)
     # An option unregistered from the running object: start over.
     return count + len(_SELF_REGISTERED & scratch._opts.keys()) == _option_count(scratch)
+
+
+def _align(
+    scratch: cfg.ConfigOpts, dest: str, group: str | None, kind: str, want: Any, mine: Mapping[str, Any]
+) -> None:
+    """Give the scratch option the programmatic ``default`` or ``override`` the running one has (or none)."""
+    have = mine.get(kind, _MISSING)
+    if want is have or want == have:
+        return
+    if want is _MISSING:
+        getattr(scratch, f"clear_{kind}")(dest, group=group)
+    else:
+        getattr(scratch, f"set_{kind}")(dest, want, group=group)
 
 
 _REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\.")

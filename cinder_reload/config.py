@@ -341,28 +341,38 @@ _MISSING = object()
 
 
 def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozenset[OptKey]) -> bool:
-    """Bring a reused scratch object in line with ``conf``; False if it must be rebuilt."""
-    count = 0
-    for reg in registered_options(conf):
-        count += 1
-        group = None if reg.group == DEFAULT_GROUP else reg.group
+    """Bring a reused scratch object in line with ``conf``; False if it must be rebuilt.
+
+    Walks oslo.config's option tables directly: this runs at every reload
+    over every option (some 4,000 in a 50-backend cinder-volume).
+    """
+    tables: list[tuple[str | None, dict[str, Any]]] = [(None, conf._opts)]
+    tables.extend((name, group._opts) for name, group in conf._groups.items())
+    for group, table in tables:
         if group is not None and group not in scratch._groups:
             scratch.register_group(cfg.OptGroup(group, title=conf._groups[group].title))
-        table = scratch._opts if group is None else scratch._groups[group]._opts
-        mine = table.get(reg.opt.dest)
-        if mine is None:
-            if reg.cli:
-                return False  # argparse is built: a new CLI option needs a new object
-            scratch.register_opt(reg.opt, group=group)
-            mine = table[reg.opt.dest]
-        elif mine["opt"] is not reg.opt:
-            return False  # re-registered differently
-        info = (conf._opts if group is None else conf._groups[group]._opts)[reg.opt.dest]  # read only: no copy
-        _align(scratch, reg.opt.dest, group, "default", info.get("default", _MISSING), mine)
-        override = info.get("override", _MISSING) if reg.key not in not_overridden else _MISSING
-        _align(scratch, reg.opt.dest, group, "override", override, mine)
+        mine_table = scratch._opts if group is None else scratch._groups[group]._opts
+        if len(mine_table) < len(table) - (len(_SELF_REGISTERED & table.keys()) if group is None else 0):
+            for dest, info in table.items():
+                if dest in mine_table or (group is None and dest in _SELF_REGISTERED):
+                    continue
+                if info.get("cli"):
+                    return False  # argparse is built: a new CLI option needs a new object
+                scratch.register_opt(info["opt"], group=group)
+        for dest, info in table.items():
+            if group is None and dest in _SELF_REGISTERED:
+                continue
+            mine = mine_table.get(dest)
+            if mine is None or mine["opt"] is not info["opt"]:
+                return False  # re-registered differently
+            if "default" in info or "default" in mine:
+                _align(scratch, dest, group, "default", info.get("default", _MISSING), mine)
+            if "override" in info or "override" in mine:
+                wanted = (group or DEFAULT_GROUP, dest) not in not_overridden
+                override = info.get("override", _MISSING) if wanted else _MISSING
+                _align(scratch, dest, group, "override", override, mine)
     # An option unregistered from the running object: start over.
-    return count + len(_SELF_REGISTERED & scratch._opts.keys()) == _option_count(scratch)
+    return _option_count(conf) == _option_count(scratch)
 
 
 def _align(

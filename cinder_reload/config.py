@@ -26,8 +26,9 @@ from typing import Any
 
 from oslo_config import cfg
 
-from .diff import DEFAULT_GROUP, OptionValue, OptKey
+from .diff import DEFAULT_GROUP, OptionValue, OptKey, mask_text
 from .files import FileSnapshot, UnsafeFile, parsing_from
+from .masking import SecretNames, line_may_be_shown, secret_names, secret_values_in_text
 
 __all__ = [
     "ConfigApplyFailed",
@@ -180,6 +181,29 @@ def load_candidate(
 ) -> cfg.ConfigOpts:
     """Parse the configuration again into a scratch object and validate it.
 
+    Every problem raised is masked (:func:`_mask_problems`): the values a
+    secret option has in the files, new ones and wrapped ones included,
+    never reach the reason an operator is shown.
+    """
+    files = files if files is not None else FileSnapshot()
+    try:
+        return _load_candidate(
+            conf, args=args, required_sections=required_sections, not_overridden=not_overridden, files=files
+        )
+    except ConfigInvalid as exc:
+        raise ConfigInvalid(_mask_problems(exc.problems, conf, files)) from None
+
+
+def _load_candidate(
+    conf: cfg.ConfigOpts,
+    *,
+    args: Sequence[str] | None,
+    required_sections: Collection[str],
+    not_overridden: Collection[OptKey],
+    files: FileSnapshot,
+) -> cfg.ConfigOpts:
+    """:func:`load_candidate`, unmasked.
+
     ``args`` defaults to the command line ``conf`` was called with.  Raises
     :class:`ConfigInvalid` listing every problem found: unreadable, missing,
     empty or malformed files, missing required options, values that fail their
@@ -190,7 +214,6 @@ def load_candidate(
     Every file is read once, into ``files`` (a new snapshot if None): pass
     the same snapshot to :func:`install` to apply exactly what was validated.
     """
-    files = files if files is not None else FileSnapshot()
     call_args = list(conf._args or []) if args is None else list(args)
     scratch = _scratch_like(conf, not_overridden)
     paths = config_files(conf) if args is None else []
@@ -201,10 +224,9 @@ def load_candidate(
         with parsing_from(files):
             _call(scratch, conf, call_args, args is None)
     except cfg.ConfigFileParseError as exc:
-        secret_names = [r.opt.dest for r in registered_options(conf) if r.opt.secret]
-        message = _hide_secret_line(exc.msg or "", secret_names)
         # Newer oslo.config says "at FILE:LINE, ...", older "at line LINE, ...".
-        message = message.replace(f"at {exc.config_file}:", "at line ", 1)
+        message = (exc.msg or "").replace(f"at {exc.config_file}:", "at line ", 1)
+        message = _hide_file_line(message, exc.config_file, files, _names_of(conf))
         raise ConfigInvalid([ConfigProblem(exc.config_file, f"syntax error {message}")]) from None
     except cfg.ConfigFilesNotFoundError as exc:
         raise ConfigInvalid([ConfigProblem(f, "file not found") for f in exc.config_files]) from None
@@ -360,19 +382,39 @@ class _Unreadable:
         return "<invalid>"
 
 
-_QUOTED_LINE = re.compile(r": '(?P<line>.*)'$")
+_QUOTED_LINE = re.compile(r"^at line (?P<lineno>\d+), (?P<what>.*?): (?P<line>'.*'|\".*\")$", re.DOTALL)
 
 
-def _hide_secret_line(message: str, secret_option_names: Collection[str]) -> str:
-    """Drop the quoted file line from a parse error when it may hold a secret.
+def _names_of(conf: cfg.ConfigOpts) -> SecretNames:
+    return secret_names(reg.opt for reg in registered_options(conf))
 
-    oslo.config's parse errors end with the offending line quoted; a mistyped
-    ``password s3cret`` (no ``=``) would otherwise put the password in STATUS=.
+
+def _hide_file_line(message: str, path: str, files: FileSnapshot, names: SecretNames) -> str:
+    """Drop the quoted file line from a parse error unless it is safe to show.
+
+    oslo.config's parse errors end with the offending line quoted; that line
+    may be a mistyped ``password s3cret`` (no ``=``) or the wrapped half of a
+    password on a continuation line.  Whether it is shown is decided by what
+    the line *is* in the file (masking.line_may_be_shown), not by its text.
     """
-    match = _QUOTED_LINE.search(message)
+    match = _QUOTED_LINE.match(message)
     if not match:
         return message
-    line = match.group("line").lower()
-    if any(name.lower() in line for name in secret_option_names):
-        return message[: match.start()] + " (line not shown: it may contain a secret)"
-    return message
+    try:
+        text = files.text(path)
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if line_may_be_shown(text, int(match.group("lineno")), names):
+        return message
+    return f"at line {match.group('lineno')}, {match.group('what')} (line not shown: it may contain a secret)"
+
+
+def _mask_problems(
+    problems: Sequence[ConfigProblem], conf: cfg.ConfigOpts, files: FileSnapshot
+) -> list[ConfigProblem]:
+    """``problems`` with every secret value the files or ``conf`` hold replaced by ``****``."""
+    names = _names_of(conf)
+    values = [str(v.value) for v in snapshot(conf).values() if v.secret and v.value]
+    for text in files.texts().values():
+        values.extend(secret_values_in_text(text, names))
+    return [ConfigProblem(mask_text(p.where, values), mask_text(p.message, values)) for p in problems]

@@ -34,11 +34,12 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import snapshot
+from .config import registered_options, snapshot
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
 from .events import EventSink, LoggingEvents, emit_all
+from .masking import secret_names, secret_values_in_parsed
 from .notify import SystemdNotifier, monotonic_usec
 from .phases import Phase, PhaseMachine
 from .reinit import ReinitRegistry
@@ -312,10 +313,20 @@ class ReloadEngine:
             LOG.warning("could not write reload state file %s: %s", self.state_file, exc)
 
     def _secret_values(self) -> list[str]:
+        """Every secret this process could quote: running values and what the files say.
+
+        The files' values (parsed by oslo.config, so after a reload the new
+        ones) cover a secret pinned to its old value pending a restart, a
+        multi-line one, and a driver's password option that only its worker
+        registers (masking.SecretNames falls back to the key's name there).
+        """
         values: list[str] = []
         for option in snapshot(self.conf).values():
             if option.secret and option.value:
                 values.append(str(option.value))
+        names = secret_names(reg.opt for reg in registered_options(self.conf))
+        parsed = getattr(getattr(self.conf, "_namespace", None), "_parsed", None) or []
+        values.extend(secret_values_in_parsed(parsed, names))
         return values
 
     def _files_label(self) -> str:

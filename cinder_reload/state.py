@@ -127,7 +127,10 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        # The service's user and group only: the document names options,
+        # backends and reasons an operator needs, not everyone on the host
+        # (secrets are masked, but a masked file is still nobody else's).
+        os.chmod(tmp, 0o640)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -9,7 +9,7 @@ can hold operations in flight across a reload.
 Options (oslo.config):
   [DEFAULT] debug (mutable), greeting (immutable, restart-only), op_seconds
             (mutable), reinit_seconds (mutable: makes a re-initialisation take
-            measurable time), drain_timeout
+            measurable time), drain_timeout, token (mutable, secret)
   [backend1], [backend2] label, password (secret), fail_reinit
 
 Run: python tests/refdaemon.py --config-file FILE --socket PATH [--pidfile F] [--eventlet]
@@ -45,6 +45,7 @@ DEFAULT_OPTS = [
     cfg.FloatOpt("op_seconds", default=0.0, min=0.0, mutable=True, help="time each request takes"),
     cfg.FloatOpt("reinit_seconds", default=0.0, min=0.0, mutable=True, help="time a re-initialisation takes"),
     cfg.FloatOpt("drain_timeout", default=30.0, min=0.1, help="seconds a reload may wait for requests"),
+    cfg.StrOpt("token", secret=True, mutable=True, help="a mutable secret: applied live, never shown"),
     cfg.FloatOpt(
         "drain_report_seconds",
         default=3.0,

@@ -11,10 +11,15 @@ Exit statuses follow LSB where a service manager reads them: 0 success,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
+import logging
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +28,8 @@ from .waiter import Outcome, read_pidfile, signal_and_wait
 
 if TYPE_CHECKING:
     from oslo_config import cfg
+
+    from .lint import CheckHints
 
 __all__ = ["main"]
 
@@ -126,16 +133,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if doc.get("result") == "ok" else 1
 
 
-def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], None]:
+def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], CheckHints | None]:
     from importlib import metadata
 
     if spec:
         module, _, func = spec.partition(":")
-        provider: Callable[[cfg.ConfigOpts], None] = getattr(importlib.import_module(module), func or "register_opts")
+        provider: Callable[[cfg.ConfigOpts], CheckHints | None] = getattr(
+            importlib.import_module(module), func or "register_opts"
+        )
         return provider
     for entry in metadata.entry_points(group=OPTIONS_ENTRY_POINTS):
         if entry.name == service:
-            loaded: Callable[[cfg.ConfigOpts], None] = entry.load()
+            loaded: Callable[[cfg.ConfigOpts], CheckHints | None] = entry.load()
             return loaded
     known = sorted(e.name for e in metadata.entry_points(group=OPTIONS_ENTRY_POINTS))
     raise SystemExit(
@@ -144,24 +153,79 @@ def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpt
     )
 
 
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """No library chatter on the operator's terminal while ``check`` runs.
+
+    Importing cinder prints eventlet's deprecation warning; oslo.config logs
+    its own deprecation notices through the root logger (Python's last-resort
+    handler prints them); argparse prints a usage message for a file's bad
+    value of a CLI option (``debug = maybe``).  ``check`` reports each of
+    those itself, once, in its own list.
+    """
+    root = logging.getLogger()
+    null = logging.NullHandler()
+    root.addHandler(null)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeHandler(null)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the files as a reload would, then lint them as oslo-config-validator would.
+
+    Exit 0: valid (warnings, if any, on stderr; ``--strict`` makes them
+    fatal).  Exit 1: invalid, every problem listed.  Never a traceback: an
+    error in loading the service's options is reported as one line.
+    """
+    service_args = args.service_args
+    try:
+        with _quiet_libraries():
+            errors, found_warnings = _check(args.service, args.options, service_args)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the options provider (cinder's imports) failed: say so, in one line
+        print(f"{args.service}: cannot check: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    files_label = " ".join(service_args) or "default files"
+    if errors:
+        print(f"{args.service}: configuration is NOT valid ({len(errors)} problem(s)):", file=sys.stderr)
+        for problem in errors:
+            print(f"  {problem}", file=sys.stderr)
+    for warning in found_warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
+    if errors:
+        return 1
+    if found_warnings:
+        print(f"{args.service}: configuration OK with {len(found_warnings)} warning(s) ({files_label})")
+        return 1 if args.strict else 0
+    print(f"{args.service}: configuration OK ({files_label})")
+    return 0
+
+
+def _check(service: str, options: str | None, service_args: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """``(errors, warnings)`` for the service's files; secrets masked in both."""
     # Imported here: `signal` (what systemctl reload waits on) must start fast.
     from oslo_config import cfg
 
-    from .config import ConfigInvalid, load_candidate
+    from .config import ConfigInvalid, load_candidate, mask_problems
+    from .files import FileSnapshot
+    from .lint import CheckHints, known_options, lint_files
 
     conf = cfg.ConfigOpts()
-    _options_provider(args.service, args.options)(conf)
-    service_args = args.service_args
+    returned = _options_provider(service, options)(conf)
+    hints = returned if isinstance(returned, CheckHints) else CheckHints()
+    files = FileSnapshot()
+    errors: list[Any] = []
     try:
-        load_candidate(conf, args=service_args)
+        load_candidate(conf, args=service_args, files=files)
     except ConfigInvalid as exc:
-        print(f"{args.service}: configuration is NOT valid ({len(exc.problems)} problem(s)):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    print(f"{args.service}: configuration OK ({' '.join(service_args) or 'default files'})")
-    return 0
+        errors = list(exc.problems)
+    lint_errors, lint_warnings = lint_files(files.texts(), known_options(conf, hints), hints.required_sections)
+    return errors + mask_problems(lint_errors, conf, files), mask_problems(lint_warnings, conf, files)
 
 
 CORE_COMMANDS = frozenset({"signal", "status", "check"})
@@ -195,6 +259,7 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
         "the service's own arguments follow --, e.g. -- --config-file /etc/cinder/cinder.conf",
     )
     p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too (unknown or duplicate options...)")
     p.set_defaults(func=cmd_check)
 
     for module, function in EXTRA_COMMANDS if extras else ():

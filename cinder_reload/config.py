@@ -37,6 +37,7 @@ __all__ = [
     "config_files",
     "install",
     "load_candidate",
+    "mask_problems",
     "raw_sections",
     "registered_options",
     "snapshot",
@@ -181,7 +182,7 @@ def load_candidate(
 ) -> cfg.ConfigOpts:
     """Parse the configuration again into a scratch object and validate it.
 
-    Every problem raised is masked (:func:`_mask_problems`): the values a
+    Every problem raised is masked (:func:`mask_problems`): the values a
     secret option has in the files, new ones and wrapped ones included,
     never reach the reason an operator is shown.
     """
@@ -191,7 +192,7 @@ def load_candidate(
             conf, args=args, required_sections=required_sections, not_overridden=not_overridden, files=files
         )
     except ConfigInvalid as exc:
-        raise ConfigInvalid(_mask_problems(exc.problems, conf, files)) from None
+        raise ConfigInvalid(mask_problems(exc.problems, conf, files)) from None
 
 
 def _load_candidate(
@@ -238,7 +239,7 @@ def _load_candidate(
     except cfg.Error as exc:
         raise ConfigInvalid([ConfigProblem("configuration", str(exc))]) from None
     except SystemExit:
-        raise ConfigInvalid(_cli_problems(conf, call_args, files)) from None
+        raise ConfigInvalid(_cli_problems(conf, call_args, files, from_command_line=args is not None)) from None
     if args is not None:
         # `check` names its files on the command line: vet them the same way.
         problems = [p for p in (_check_file(path, files) for path in config_files(scratch)) if p]
@@ -315,39 +316,58 @@ def raw_sections(conf: cfg.ConfigOpts, names: Collection[str]) -> dict[str, dict
     return result
 
 
-def _cli_problems(conf: cfg.ConfigOpts, call_args: Sequence[str], snapshot: FileSnapshot) -> list[ConfigProblem]:
+def _cli_problems(
+    conf: cfg.ConfigOpts, call_args: Sequence[str], snapshot: FileSnapshot, *, from_command_line: bool = False
+) -> list[ConfigProblem]:
     """Why argparse gave up: usually a bad value in the files for a CLI option.
 
     oslo.config hands a file's value of a CLI option (``debug = perhaps``) to
     argparse as a default, and argparse exits instead of raising.  Parse the
-    files again with every option registered as a plain one, and name the
-    options whose value does not read.
+    files again with every option registered as a plain one, and name every
+    option whose value does not read.
     """
     scratch = cfg.ConfigOpts()
-    cli_keys = {reg.key for reg in registered_options(conf) if reg.cli}
     for reg in registered_options(conf):
         if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
             scratch.register_group(cfg.OptGroup(reg.group))
         scratch.register_opt(reg.opt, group=None if reg.group == DEFAULT_GROUP else reg.group)
-    files = config_files(conf)
+    if from_command_line:
+        # `check`: ``conf`` was never called, so it has no config_file yet;
+        # the files are those the command line names.
+        file_args = _file_args(call_args)
+    else:
+        file_args = [item for path in config_files(conf) for item in ("--config-file", path)]
     problems: list[ConfigProblem] = []
     try:
         with parsing_from(snapshot):
             scratch(
-                args=[item for path in files for item in ("--config-file", path)],
+                args=file_args,
                 project=vars(conf).get("project"),
                 default_config_files=[],
                 default_config_dirs=[],
             )
+        # Every option, not only the CLI ones: argparse stopped the first
+        # parse before any other value was read, and all problems are listed.
         for reg in registered_options(scratch):
-            if reg.key in cli_keys:
-                try:
-                    _read(scratch, reg)
-                except (cfg.Error, ValueError) as exc:
-                    problems.append(_opt_problem(reg, exc))
+            try:
+                _read(scratch, reg)
+            except (cfg.Error, ValueError) as exc:
+                problems.append(_opt_problem(reg, exc))
     except (cfg.Error, SystemExit):
         pass
     return problems or [ConfigProblem("command line", f"invalid arguments {list(call_args)!r}")]
+
+
+def _file_args(args: Sequence[str]) -> list[str]:
+    """The ``--config-file``/``--config-dir`` arguments of a command line."""
+    kept: list[str] = []
+    items = list(args)
+    for index, item in enumerate(items):
+        if item in ("--config-file", "--config-dir") and index + 1 < len(items):
+            kept += [item, items[index + 1]]
+        elif item.startswith(("--config-file=", "--config-dir=")):
+            kept.append(item)
+    return kept
 
 
 def _read(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> Any:
@@ -409,7 +429,7 @@ def _hide_file_line(message: str, path: str, files: FileSnapshot, names: SecretN
     return f"at line {match.group('lineno')}, {match.group('what')} (line not shown: it may contain a secret)"
 
 
-def _mask_problems(
+def mask_problems(
     problems: Sequence[ConfigProblem], conf: cfg.ConfigOpts, files: FileSnapshot
 ) -> list[ConfigProblem]:
     """``problems`` with every secret value the files or ``conf`` hold replaced by ``****``."""

@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
 from cinder_reload import GroupChange, ReloadEngine  # noqa: E402
+from cinder_reload.lint import CheckHints  # noqa: E402
 
 LOG = logging.getLogger("refdaemon")
 BACKENDS = ("backend1", "backend2")
@@ -66,6 +67,19 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(DEFAULT_OPTS)
     for name in BACKENDS:
         conf.register_opts(BACKEND_OPTS, group=name)
+
+
+def register_check_opts(conf: cfg.ConfigOpts) -> CheckHints:
+    """Options provider for ``check`` tests: the daemon's, plus the kinds a
+    real service has that the daemon does not need: a CLI flag whose value
+    may come from the file (oslo.log's ``--debug``), a deprecated name, an
+    option deprecated for removal, and backend sections the configuration
+    requires (cinder's ``enabled_backends``)."""
+    register_opts(conf)
+    conf.register_cli_opt(cfg.BoolOpt("verbose", default=False, help="a CLI flag, like oslo.log's --debug"))
+    conf.register_opt(cfg.StrOpt("motd", deprecated_name="banner", help="renamed from banner"))
+    conf.register_opt(cfg.StrOpt("old_knob", deprecated_for_removal=True, help="going away"))
+    return CheckHints(required_sections=BACKENDS)
 
 
 class Backend:

@@ -98,6 +98,9 @@ def config_files(conf: cfg.ConfigOpts) -> list[str]:
     return files
 
 
+_EMPTY = "file is empty (no sections or options); refusing to reload from it"
+
+
 def _check_file(path: str, files: FileSnapshot) -> ConfigProblem | None:
     """Name the file-level fault oslo.config would report less clearly."""
     try:
@@ -116,11 +119,25 @@ def _check_file(path: str, files: FileSnapshot) -> ConfigProblem | None:
         return ConfigProblem(path, f"cannot be read: {exc.strerror}")
     meaningful = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", ";"))]
     if not meaningful:
-        # An editor that truncated the file, or a config management run caught
-        # half-way: applying "all defaults" would silently reconfigure a
-        # production service, so an empty file is refused.
-        return ConfigProblem(path, "file is empty (no sections or options); refusing to reload from it")
+        return ConfigProblem(path, _EMPTY)
     return None
+
+
+def _check_files(paths: Sequence[str], files: FileSnapshot) -> list[ConfigProblem]:
+    """The file-level problems of a set of files, judged as a set.
+
+    cinder starts with an empty drop-in in ``--config-dir``, or with a
+    ``cinder.conf`` of comments whose settings all live in ``conf.d``: a
+    reload must accept what a start accepts.  What it refuses is a set with
+    nothing in it at all (an editor that truncated the only file, a config
+    management run caught half-way): applying "all defaults" would silently
+    reconfigure a production service.
+    """
+    problems = [p for p in (_check_file(path, files) for path in paths) if p]
+    empty = [p for p in problems if p.message == _EMPTY]
+    if empty and len(empty) < len(paths):
+        problems = [p for p in problems if p.message != _EMPTY]
+    return problems
 
 
 def _option_info(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> dict[str, Any]:
@@ -218,7 +235,7 @@ def _load_candidate(
     call_args = list(conf._args or []) if args is None else list(args)
     scratch = _scratch_like(conf, not_overridden)
     paths = config_files(conf) if args is None else []
-    problems = [p for p in (_check_file(path, files) for path in paths) if p]
+    problems = _check_files(paths, files)
     if problems:
         raise ConfigInvalid(problems)
     try:
@@ -242,7 +259,7 @@ def _load_candidate(
         raise ConfigInvalid(_cli_problems(conf, call_args, files, from_command_line=args is not None)) from None
     if args is not None:
         # `check` names its files on the command line: vet them the same way.
-        problems = [p for p in (_check_file(path, files) for path in config_files(scratch)) if p]
+        problems = _check_files(config_files(scratch), files)
     for reg in registered_options(scratch):
         try:
             _read(scratch, reg)

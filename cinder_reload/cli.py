@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state import read_state, runtime_dir, state_path
-from .waiter import Outcome, read_pidfile, signal_and_wait
+from .state import StateUnreadable, load_state, runtime_dir, state_path
+from .waiter import ACK_TIMEOUT, Outcome, read_pidfile, signal_and_wait
 
 if TYPE_CHECKING:
     from oslo_config import cfg
@@ -72,7 +72,15 @@ def cmd_signal(args: argparse.Namespace) -> int:
     else:
         pid = args.pid
     progress = _progress_printer()
-    result = signal_and_wait(pid, _state_file(args), wait=args.wait, timeout=args.timeout, progress=progress)
+    result = signal_and_wait(
+        pid,
+        _state_file(args),
+        wait=args.wait,
+        timeout=args.timeout,
+        progress=progress,
+        service=args.service,
+        ack_timeout=args.ack_timeout,
+    )
     if progress is not None:
         sys.stderr.write("\r" + " " * 40 + "\r")
     stream = sys.stdout if result.outcome is Outcome.OK else sys.stderr
@@ -125,7 +133,11 @@ def _format_worker(worker: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     path = _state_file(args)
-    doc = read_state(path)
+    try:
+        doc = load_state(path)
+    except StateUnreadable as exc:
+        print(f"{args.service}: cannot show the reload state: {exc}", file=sys.stderr)
+        return 4  # LSB status: "program or service status is unknown"
     if doc is None:
         print(f"{args.service}: no reload state at {path} (not running under cinder-reload?)", file=sys.stderr)
         return 3
@@ -247,6 +259,13 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     target.add_argument("--pidfile")
     p.add_argument("--wait", action="store_true", help="block until the reload finished; exit 1 if it failed")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
+    p.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=ACK_TIMEOUT,
+        help=f"seconds an idle service may take to record that the reload began (default {ACK_TIMEOUT:g}); "
+        "past them it cannot write its state file and the wait ends at once",
+    )
     p.set_defaults(func=cmd_signal)
 
     p = service_parser("status", "show the last reload of a service")

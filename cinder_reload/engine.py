@@ -212,6 +212,11 @@ class ReloadEngine:
             "started_monotonic": started_monotonic,
             "phase": Phase.VALIDATING.value,
         }
+        # The state file first: `signal --wait` takes this write as the sign
+        # that its SIGHUP arrived (waiter.ACK_TIMEOUT), and a notification
+        # bus that is slow to take the start event must not delay it.
+        base = dict(self.last_report or {"service": self.service, "pid": os.getpid(), "generation": 0})
+        self._write({**base, "phase": Phase.VALIDATING.value, "in_progress": dict(self._current)})
         LOG.info("reload #%d started (SIGHUP): re-reading %s", generation, self._files_label())
         emit_all(
             self.events,
@@ -257,8 +262,12 @@ class ReloadEngine:
         self.last_report = report
         with self._lock:
             self.machine.advance(Phase.IDLE)
-        self._write(report)
+        unwritten = self._write(report)
         status = mask_text(status_line(result, generation), secrets)
+        if unwritten:
+            # Where else would the operator learn it: `signal --wait` and
+            # `status` read that file.
+            status = f"{status} (state file not written: {unwritten})"
         self.notifier.ready(status)
         if report["result"] == "ok":
             LOG.info("reload #%d ok in %.3fs: %s", generation, report["duration_s"], status)
@@ -306,11 +315,14 @@ class ReloadEngine:
         with self._lock:
             self.machine.advance(Phase.STOPPED)
 
-    def _write(self, document: Mapping[str, Any]) -> None:
+    def _write(self, document: Mapping[str, Any]) -> str | None:
+        """Write the state file; return why it could not be written, or None."""
         try:
             write_state(self.state_file, document)
         except OSError as exc:
             LOG.warning("could not write reload state file %s: %s", self.state_file, exc)
+            return f"{self.state_file}: {exc.strerror or exc}"
+        return None
 
     def _secret_values(self) -> list[str]:
         """Every secret this process could quote: running values and what the files say.

@@ -10,13 +10,16 @@ takes a good reload afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_CONFIG, RefDaemon
+from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait
 
 pytestmark = pytest.mark.process
 
@@ -27,6 +30,10 @@ def plain(tmp_path: Path) -> Iterator[RefDaemon]:
     d.wait_ready()
     yield d
     d.stop()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CINDER_RELOAD, *args], capture_output=True, text=True, timeout=60)
 
 
 def everything_shown(d: RefDaemon, *results: object) -> str:
@@ -129,3 +136,89 @@ def test_a_non_regular_config_file_is_refused_at_once(plain: RefDaemon, case: st
     assert_serving(plain, pid)
     plain.config_file.unlink()
     good_reload_afterwards(plain)
+
+
+NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+
+
+def test_signal_refuses_an_unrelated_process_that_catches_sighup(tmp_path: Path) -> None:
+    marker = tmp_path / "got-sighup"
+    target = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, signal, sys, time\n"
+            f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(marker)!r}).touch())\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        result = signal_wait(CINDER_RELOAD, "refdaemon", target.pid, tmp_path / "state", 30)
+        assert time.monotonic() - started < 10
+        assert result.returncode == 1
+        assert f"process {target.pid}" in result.stderr and "is not refdaemon" in result.stderr
+        time.sleep(0.2)
+        assert not marker.exists(), "the signal must not have been sent"
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_a_directory_at_the_state_file_path(plain: RefDaemon) -> None:
+    state = plain.state_dir / "refdaemon.reload.json"
+    state.unlink()
+    state.mkdir()
+
+    status = run_cli("status", "refdaemon", "--state-dir", str(plain.state_dir))
+    result = plain.reload()
+
+    assert status.returncode == 4 and "is a directory, not a state file" in status.stderr
+    assert result.returncode == 1 and "is a directory" in result.stderr
+    for out in (status, result):
+        assert "Traceback" not in out.stderr
+    assert plain.notify.count("RELOADING") == 0, "not signalled: its result could never be read"
+    state.rmdir()
+
+
+def test_a_state_file_that_is_not_json(plain: RefDaemon) -> None:
+    state = plain.state_dir / "refdaemon.reload.json"
+    state.write_text("{ this is not json")
+
+    status = run_cli("status", "refdaemon", "--state-dir", str(plain.state_dir))
+
+    assert status.returncode == 4 and "not a state file (not JSON" in status.stderr
+    assert "Traceback" not in status.stderr
+    good_reload_afterwards(plain)  # the engine replaces it
+
+
+def test_a_read_only_state_directory_fails_fast_with_the_reason(tmp_path: Path) -> None:
+    with RefDaemon(tmp_path, BASE_CONFIG, prefix=NO_DAC) as d:
+        pid = d.pid
+        d.state_dir.chmod(0o555)
+        d.edit(BASE_CONFIG.replace("label = one", "label = uno"))
+        started = time.monotonic()
+
+        result = d.reload(30, "--ack-timeout", "2")
+
+        assert time.monotonic() - started < 10, "seconds, not the timeout"
+        assert result.returncode == 1
+        assert "did not record the reload" in result.stderr and "read-only or full?" in result.stderr
+        # systemd's STATUS= says what happened, and why nothing could be written.
+        status = d.notify.messages[d.notify.wait_for(lambda m: "state file not written" in m.get("STATUS", ""))]
+        assert "Read-only file system" in status["STATUS"] or "Permission denied" in status["STATUS"]
+        assert_serving(d, pid, "uno")  # the reload itself ran: the config was valid
+        d.state_dir.chmod(0o755)
+        d.edit(BASE_CONFIG.replace("label = one", "label = again"))
+        result = d.reload()
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_removed_runtime_directory_is_recreated(plain: RefDaemon) -> None:
+    shutil.rmtree(plain.state_dir)
+    good_reload_afterwards(plain)
+    assert plain.state()["result"] == "ok"

@@ -39,7 +39,7 @@ from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
 from .events import EventSink, LoggingEvents, emit_all
-from .masking import secret_names, secret_values_in_parsed
+from .masking import SecretLogFilter, secret_names, secret_values_in_parsed
 from .notify import SystemdNotifier, monotonic_usec
 from .phases import Phase, PhaseMachine
 from .reinit import ReinitRegistry
@@ -179,6 +179,24 @@ class ReloadEngine:
 
     def run(self) -> None:
         """The loop: wait for a signal, act on it, until stopped."""
+        with self._masked_logs():
+            self._loop()
+
+    @contextmanager
+    def _masked_logs(self) -> Iterator[None]:
+        """While the loop runs, this package's log records carry no secret (masking.SecretLogFilter)."""
+        log_filter = SecretLogFilter(self._secret_values)
+        names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] == "cinder_reload"]
+        loggers = [logging.getLogger(name) for name in sorted(names)]
+        for logger in loggers:
+            logger.addFilter(log_filter)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(log_filter)
+
+    def _loop(self) -> None:
         while True:
             self.inbox.wait()
             for signum in self.inbox.take():

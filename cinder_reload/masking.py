@@ -18,12 +18,15 @@ Pure functions over text; the callers own the files and the ConfigOpts.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from oslo_config import cfg
 
 __all__ = [
+    "SecretLogFilter",
     "SecretNames",
     "line_may_be_shown",
     "secret_names",
@@ -167,3 +170,33 @@ def secret_values_in_parsed(
                         values.append(str(item))
                         values.extend(part.strip() for part in str(item).splitlines())
     return [v for v in values if v]
+
+
+class SecretLogFilter(logging.Filter):
+    """Masks secrets in the records of the loggers it is attached to.
+
+    A re-initialiser's exception (a driver that could not connect, quoting
+    its URL) is logged with its traceback; the state file and STATUS= mask
+    it, the log must too.  ``secrets`` is called per record (a handful per
+    reload), so values that only the new files hold are known by then.
+    """
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .diff import mask_text
+
+        values = list(self._secrets())
+        if not values:
+            return True
+        message = record.getMessage()
+        masked = mask_text(message, values)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text, values)
+        return True

@@ -88,7 +88,10 @@ class Backend:
     def __init__(self, conf: cfg.ConfigOpts, name: str, generation: int) -> None:
         group = getattr(conf, name)
         if group.fail_reinit:
-            raise RuntimeError(f"{name}: driver refused to initialise (fail_reinit = true)")
+            # Quoting its credentials, as a driver's connection error quotes a URL.
+            raise RuntimeError(
+                f"{name}: driver refused to initialise (fail_reinit = true) with password {group.password}"
+            )
         self.name = name
         self.label = group.label
         self.generation = generation

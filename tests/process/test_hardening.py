@@ -222,3 +222,21 @@ def test_a_removed_runtime_directory_is_recreated(plain: RefDaemon) -> None:
     shutil.rmtree(plain.state_dir)
     good_reload_afterwards(plain)
     assert plain.state()["result"] == "ok"
+
+
+def test_a_driver_error_quoting_a_new_secret_is_masked_everywhere(plain: RefDaemon) -> None:
+    pid = plain.pid
+    plain.edit(
+        BASE_CONFIG.replace("password = s3cr3t-one", "password = n3w-s3cr3t-one\nfail_reinit = true").replace(
+            "label = one", "label = uno"
+        )
+    )
+
+    result = plain.reload()
+
+    assert result.returncode == 1
+    assert "driver refused to initialise" in result.stderr and "with password ****" in result.stderr
+    shown = everything_shown(plain, result)
+    assert "re-initialising [backend1] failed" in plain.output(), "the log has the reason (and traceback)"
+    assert "n3w-s3cr3t-one" not in shown and "s3cr3t-one" not in shown
+    assert_serving(plain, pid)

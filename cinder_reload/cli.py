@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .state import StateUnreadable, load_state, runtime_dir, state_path
-from .waiter import ACK_TIMEOUT, Outcome, read_pidfile, signal_and_wait
+from .waiter import ACK_TIMEOUT, Outcome, pid_alive, read_pidfile, signal_and_wait
 
 if TYPE_CHECKING:
     from oslo_config import cfg
@@ -194,6 +194,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     error in loading the service's options is reported as one line.
     """
     service_args = args.service_args
+    running: dict[str, Any] | None = None
+    if args.running:
+        try:
+            running = load_state(_state_file(args).with_name(f"{args.service}.running.json"))
+        except StateUnreadable as exc:
+            print(f"{args.service}: cannot compare with the running service: {exc}", file=sys.stderr)
+            return 1
+        if running is None or not pid_alive(int(running.get("pid") or 0)):
+            print(
+                f"{args.service}: not running under cinder-reload (nothing recorded in {_state_file(args).parent}); "
+                "check the files without --running",
+                file=sys.stderr,
+            )
+            return 1
+        # The running service's own command line, unless one is given: the
+        # options provider reads it after "--" (cinder's enabled_backends).
+        service_args = service_args or list(running.get("args") or [])
+        if "--" not in sys.argv:
+            sys.argv = [*sys.argv, "--", *service_args]
     try:
         with _quiet_libraries():
             errors, found_warnings = _check(args.service, args.options, service_args)
@@ -203,6 +222,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{args.service}: cannot check: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     files_label = " ".join(service_args) or "default files"
+    if running is not None:
+        _print_preview(args, running, bool(errors))
     if errors:
         print(f"{args.service}: configuration is NOT valid ({len(errors)} problem(s)):", file=sys.stderr)
         for problem in errors:
@@ -216,6 +237,34 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1 if args.strict else 0
     print(f"{args.service}: configuration OK ({files_label})")
     return 0
+
+
+def _print_preview(args: argparse.Namespace, running: dict[str, Any], invalid: bool) -> None:
+    """What a reload of the running service would do, change by change (preview.py)."""
+    from .files import FileSnapshot
+    from .preview import describe, preview, running_files
+
+    snapshot = FileSnapshot()
+    texts: list[str] = []
+    for path in running_files(running):
+        try:
+            texts.append(snapshot.text(path))
+        except (OSError, UnicodeDecodeError):
+            continue  # the validation names the file and why
+    lines = describe(preview(running, texts))
+    head = f"{args.service} (pid {running.get('pid')}): a reload now would "
+    if invalid:
+        print(head + "FAIL and change nothing; what the files change:")
+    else:
+        print(head + ("change:" if lines else "change nothing (the files are what it runs)"))
+    for line in lines:
+        print(f"  {line}")
+    try:
+        state = load_state(_state_file(args))
+    except StateUnreadable:
+        state = None
+    for change in (state or {}).get("pending_restart") or []:
+        print(f"  still pending a restart from an earlier reload: [{change['group']}] {change['option']}")
 
 
 def _check(service: str, options: str | None, service_args: Sequence[str]) -> tuple[list[Any], list[Any]]:
@@ -279,6 +328,12 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too (unknown or duplicate options...)")
+    p.add_argument(
+        "--running",
+        action="store_true",
+        help="also show what a reload of the running service would do, change by change "
+        "(its own command line is used unless one follows --)",
+    )
     p.set_defaults(func=cmd_check)
 
     for module, function in EXTRA_COMMANDS if extras else ():

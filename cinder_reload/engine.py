@@ -42,6 +42,7 @@ from .events import EventSink, LoggingEvents, emit_all
 from .masking import SecretLogFilter, secret_names, secret_values_in_parsed
 from .notify import SystemdNotifier, monotonic_usec
 from .phases import Phase, PhaseMachine
+from .preview import running_document
 from .reinit import ReinitRegistry
 from .report import build_report, failure_reason, status_line
 from .signals import SignalInbox
@@ -152,6 +153,7 @@ class ReloadEngine:
                 "workers": workers or [],
             }
         )
+        self._write_running()
         self.notifier.ready(status)
         LOG.info("%s ready (pid %d); SIGHUP reloads %s", self.service, os.getpid(), self._files_label())
         self.inbox.wake()
@@ -281,6 +283,7 @@ class ReloadEngine:
         with self._lock:
             self.machine.advance(Phase.IDLE)
         unwritten = self._write(report)
+        self._write_running()
         status = mask_text(status_line(result, generation), secrets)
         if unwritten:
             # Where else would the operator learn it: `signal --wait` and
@@ -341,6 +344,23 @@ class ReloadEngine:
             LOG.warning("could not write reload state file %s: %s", self.state_file, exc)
             return f"{self.state_file}: {exc.strerror or exc}"
         return None
+
+    def _write_running(self) -> None:
+        """What ``check --running`` compares the files with (preview.py)."""
+        worker_groups = frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+        try:
+            document = running_document(
+                self.conf,
+                service=self.service,
+                pid=os.getpid(),
+                reinit_groups=self.reinitializers.groups() | worker_groups,
+                worker_groups=worker_groups,
+                restart_only=self.restart_only,
+                ignored=self.ignored_groups,
+            )
+            write_state(self.state_file.with_name(f"{self.service}.running.json"), document)
+        except (OSError, cfg.Error) as exc:  # a preview is a convenience: never a reason to fail a reload
+            LOG.warning("could not record the running configuration for `check --running`: %s", exc)
 
     def _secret_values(self) -> list[str]:
         """Every secret this process could quote: running values and what the files say.

@@ -9,10 +9,11 @@ tests/unit/test_check.py has the full table on the reference options.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cinderproc import volume_config
+from cinderproc import CinderService, volume_config
 
 pytestmark = pytest.mark.cinder
 
@@ -64,3 +65,30 @@ def test_typos_a_cli_value_and_a_missing_backend_section(cinder_venv: Path, tmp_
         assert expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and "NoSuchOptError" not in result.stderr
     assert "Eventlet is deprecated" not in result.stderr and "usage:" not in result.stderr
+
+
+def test_check_running_previews_a_reload_of_real_cinder_volume(start_cinder: Callable[..., CinderService]) -> None:
+    volume = start_cinder()
+    text = volume.config_file.read_text()
+    edited = text.replace("volume_backend_name = fake2", "volume_backend_name = fake2-gold")
+    edited = edited.replace("debug = false", "debug = true").replace("transport_url = fake://", "transport_url = fake:///x")
+    volume.edit(edited)
+
+    preview = subprocess.run(
+        [volume.bin("cinder-reload"), "check", "cinder-volume", "--running", "--state-dir", str(volume.state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    lines = preview.stdout.splitlines()
+    assert lines[0] == f"cinder-volume (pid {volume.pid}): a reload now would change:"
+    assert "  [DEFAULT] debug: 'false' -> 'true': applied live" in lines
+    assert "  [fake2] volume_backend_name: 'fake2' -> 'fake2-gold': worker fake2 replaced" in lines
+    assert any(line.startswith("  [DEFAULT] transport_url: **** -> ****: needs a restart") for line in lines), lines
+    assert len(lines) == 5 and lines[-1].startswith("cinder-volume: configuration OK ("), lines
+    fake2 = volume.worker_pid("fake2")
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    assert volume.worker_pid("fake2") != fake2, "the preview said fake2's worker would be replaced"

@@ -240,3 +240,73 @@ def test_a_driver_error_quoting_a_new_secret_is_masked_everywhere(plain: RefDaem
     assert "re-initialising [backend1] failed" in plain.output(), "the log has the reason (and traceback)"
     assert "n3w-s3cr3t-one" not in shown and "s3cr3t-one" not in shown
     assert_serving(plain, pid)
+
+
+def check_running(d: RefDaemon) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *CINDER_RELOAD,
+            "check",
+            "refdaemon",
+            "--options",
+            "refdaemon:register_check_opts",
+            "--running",
+            "--state-dir",
+            str(d.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_check_running_shows_what_a_reload_would_do_before_it_is_sent(plain: RefDaemon) -> None:
+    unchanged = check_running(plain)
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert f"refdaemon (pid {plain.pid}): a reload now would change nothing" in unchanged.stdout
+
+    plain.edit(
+        BASE_CONFIG.replace("label = one", "label = uno")
+        .replace("greeting = hello", "greeting = bonjour\ndebug = true")
+        .replace("password = s3cr3t-two", "password = n3w-s3cr3t-two\nlable = typo")
+    )
+    preview = check_running(plain)
+
+    assert preview.returncode == 0, preview.stderr
+    lines = preview.stdout.splitlines()
+    assert lines[0] == f"refdaemon (pid {plain.pid}): a reload now would change:"
+    for expected in (
+        "  [DEFAULT] debug: (not set) -> 'true': applied live",
+        "  [DEFAULT] greeting: 'hello' -> 'bonjour': needs a restart (reported pending, not applied)",
+        "  [backend1] label: 'one' -> 'uno': [backend1] re-initialised",
+        "  [backend2] password: **** -> ****: [backend2] re-initialised",
+        "  [backend2] lable: (not set) -> 'typo': no option reads it: ignored",
+    ):
+        assert expected in lines, preview.stdout
+    assert "lable: unknown option, ignored (did you mean label?)" in preview.stderr
+    assert "s3cr3t" not in preview.stdout + preview.stderr
+    running = (plain.state_dir / "refdaemon.running.json").read_text()
+    assert "s3cr3t" not in running and "label" in running
+    assert plain.notify.count("RELOADING") == 0, "a preview sends nothing"
+    assert plain.ask("backend1").startswith("backend1 label=one ")
+
+    # It tells the truth: the reload then does what it said.
+    result = plain.reload()
+    assert result.returncode == 0, result.stderr
+    assert sorted((c["group"], c["option"], c["applied"]) for c in plain.state()["changed"]) == [
+        ("DEFAULT", "debug", "live"),
+        ("backend1", "label", "reinit"),
+        ("backend2", "password", "reinit"),
+    ]
+    after = check_running(plain)
+    assert "would change nothing" in after.stdout
+    assert "still pending a restart from an earlier reload: [DEFAULT] greeting" in after.stdout
+
+    plain.edit(BASE_CONFIG.replace("label = two", "label = two\nport = 99999"))
+    failing = check_running(plain)
+    assert failing.returncode == 1
+    assert "a reload now would FAIL and change nothing" in failing.stdout
+    assert "[backend2] port: 1 -> 99999" not in failing.stdout  # not set before: shown as added
+    assert "[backend2] port: (not set) -> '99999'" in failing.stdout
+    assert "[backend2] port:" in failing.stderr

@@ -23,7 +23,7 @@ a log line and events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from oslo_config import cfg
@@ -103,6 +103,9 @@ class ReloadCycle:
     #: Groups that are none of this process's business (a sibling worker's
     #: backend): validated like everything else, left out of the diff.
     ignored: Collection[str] = ()
+    #: The service's own rules on a candidate (cinder-volume: every backend
+    #: enabled_backends names has a section); a problem refuses it.
+    candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
     @property
     def delegated(self) -> frozenset[str]:
@@ -162,12 +165,16 @@ class ReloadCycle:
     # -- steps ---------------------------------------------------------------
     def validate(self, files: FileSnapshot) -> cfg.ConfigOpts:
         """Parse the files (read once, into ``files``) into a scratch ConfigOpts; raise ConfigInvalid."""
-        return load_candidate(
+        candidate = load_candidate(
             self.conf,
             required_sections=self.registry.groups() | self.delegated,
             not_overridden=self.overrides.keys(),
             files=files,
         )
+        problems = [p for check in self.candidate_checks for p in check(candidate)]
+        if problems:
+            raise ConfigInvalid(problems)
+        return candidate
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
         """What changed, and how each change will take effect."""

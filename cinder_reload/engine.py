@@ -34,7 +34,7 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import registered_options, snapshot
+from .config import ConfigProblem, registered_options, snapshot
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
@@ -79,6 +79,7 @@ class ReloadEngine:
         workers: Workers | None = None,
         worker_timeout: float | None = None,
         ignored_groups: Collection[str] = (),
+        candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -99,6 +100,7 @@ class ReloadEngine:
         self.workers = workers
         self.worker_timeout = worker_timeout if worker_timeout is not None else drain_timeout + 60.0
         self.ignored_groups = frozenset(ignored_groups)
+        self.candidate_checks = tuple(candidate_checks)
         self._clock = clock
         self._wall_clock = wall_clock
         self.inbox = SignalInbox((signal.SIGHUP, signal.SIGTERM) if handle_sigterm else (signal.SIGHUP,))
@@ -258,6 +260,7 @@ class ReloadEngine:
             generation=generation,
             worker_timeout=self.worker_timeout,
             ignored=self.ignored_groups,
+            candidate_checks=self.candidate_checks,
         )
         try:
             result = cycle.run()

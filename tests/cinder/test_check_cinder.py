@@ -92,3 +92,14 @@ def test_check_running_previews_a_reload_of_real_cinder_volume(start_cinder: Cal
     done = volume.reload()
     assert done.returncode == 0, done.stderr
     assert volume.worker_pid("fake2") != fake2, "the preview said fake2's worker would be replaced"
+
+    # enabled_backends naming a section no file has: refused at once, with the reason.
+    volume.edit(edited.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3"))
+    refused = volume.reload()
+    assert refused.returncode == 1
+    assert "[fake3]: named by enabled_backends but no file has this section" in refused.stderr, refused.stderr
+    assert volume.state()["pending_restart"] == [] or all(
+        c["option"] != "enabled_backends" for c in volume.state()["pending_restart"]
+    )
+    volume.edit(edited.replace("volume_backend_name = fake1", "volume_backend_name = fake1-gold"))
+    assert volume.reload().returncode == 0

@@ -446,9 +446,7 @@ def _hide_file_line(message: str, path: str, files: FileSnapshot, names: SecretN
     return f"at line {match.group('lineno')}, {match.group('what')} (line not shown: it may contain a secret)"
 
 
-def mask_problems(
-    problems: Sequence[ConfigProblem], conf: cfg.ConfigOpts, files: FileSnapshot
-) -> list[ConfigProblem]:
+def mask_problems(problems: Sequence[ConfigProblem], conf: cfg.ConfigOpts, files: FileSnapshot) -> list[ConfigProblem]:
     """``problems`` with every secret value the files or ``conf`` hold replaced by ``****``."""
     names = _names_of(conf)
     values = [str(v.value) for v in snapshot(conf).values() if v.secret and v.value]

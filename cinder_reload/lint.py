@@ -195,14 +195,10 @@ def lint_files(
                 )
             elif key not in names:
                 warnings.append(
-                    ConfigProblem(
-                        where, f"[{section}] {key}: unknown option, ignored" + _did_you_mean(key, names)
-                    )
+                    ConfigProblem(where, f"[{section}] {key}: unknown option, ignored" + _did_you_mean(key, names))
                 )
             elif (group, key) in known.for_removal:
-                warnings.append(
-                    ConfigProblem(where, f"[{section}] {key} is deprecated for removal and may be ignored")
-                )
+                warnings.append(ConfigProblem(where, f"[{section}] {key} is deprecated for removal and may be ignored"))
     for section in sorted(required_sections):
         if _normal(section) not in present:
             errors.append(

@@ -71,7 +71,9 @@ def test_check_running_previews_a_reload_of_real_cinder_volume(start_cinder: Cal
     volume = start_cinder()
     text = volume.config_file.read_text()
     edited = text.replace("volume_backend_name = fake2", "volume_backend_name = fake2-gold")
-    edited = edited.replace("debug = false", "debug = true").replace("transport_url = fake://", "transport_url = fake:///x")
+    edited = edited.replace("debug = false", "debug = true").replace(
+        "transport_url = fake://", "transport_url = fake:///x"
+    )
     volume.edit(edited)
 
     preview = subprocess.run(

@@ -184,6 +184,8 @@ def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     text = edited(volume, "transport_url = fake://", "transport_url = fake://elsewhere")
     text = text.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3")
     text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
+    # A new backend needs its section (a reload refuses one enabled_backends names without it).
+    text += "\n[fake3]\nvolume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver\nvolume_backend_name = fake3\n"
     volume.edit(text)
     done = volume.reload()
     assert done.returncode == 0, done.stderr

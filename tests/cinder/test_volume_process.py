@@ -201,10 +201,19 @@ def test_a_worker_that_does_not_answer_fails_the_cycle_without_hanging_it(start_
     volume = start_cinder()
     fake2 = volume.worker_pid("fake2")
     volume.edit(edited(volume, "debug = false", "debug = true"))
+    mark = volume.log_mark()
     with volume.stopped(fake2):
         done = volume.reload(timeout=30)
     assert done.returncode == 1
     assert f"fake2 (pid {fake2}) did not take the change" in done.stderr, done.stderr
+    # Continued, it reads the request it missed, and does not act on it: the
+    # state said it did not take the change, and that stays true.
+    from helpers import wait_until
+
+    read = "after its deadline|Option DEFAULT.debug changed"
+    wait_until(lambda: lines_of(volume.log_since(mark), fake2, read), 15, "fake2 to read the request it missed")
+    assert not lines_of(volume.log_since(mark), fake2, "Option DEFAULT.debug changed"), volume.log_since(mark)
+    assert lines_of(volume.log_since(mark), volume.worker_pid("fake1"), "Option DEFAULT.debug changed")
     # The next reload is clean.
     done = volume.reload()
     assert done.returncode == 0, done.stderr

@@ -26,8 +26,9 @@ from typing import Any
 
 from oslo_config import cfg
 
-from .diff import DEFAULT_GROUP, OptionValue, OptKey
+from .diff import DEFAULT_GROUP, OptionValue, OptKey, mask_text
 from .files import FileSnapshot, UnsafeFile, parsing_from
+from .masking import SecretNames, line_may_be_shown, secret_names, secret_values_in_text
 
 __all__ = [
     "CandidateLoader",
@@ -39,6 +40,7 @@ __all__ = [
     "config_files",
     "install",
     "load_candidate",
+    "mask_problems",
     "option_references",
     "parsed_sections",
     "raw_sections",
@@ -126,6 +128,9 @@ def config_files(conf: cfg.ConfigOpts) -> list[str]:
     return files
 
 
+_EMPTY = "file is empty (no sections or options); refusing to reload from it"
+
+
 def _check_file(path: str, files: FileSnapshot) -> ConfigProblem | None:
     """Name the file-level fault oslo.config would report less clearly."""
     try:
@@ -144,11 +149,25 @@ def _check_file(path: str, files: FileSnapshot) -> ConfigProblem | None:
         return ConfigProblem(path, f"cannot be read: {exc.strerror}")
     meaningful = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", ";"))]
     if not meaningful:
-        # An editor that truncated the file, or a config management run caught
-        # half-way: applying "all defaults" would silently reconfigure a
-        # production service, so an empty file is refused.
-        return ConfigProblem(path, "file is empty (no sections or options); refusing to reload from it")
+        return ConfigProblem(path, _EMPTY)
     return None
+
+
+def _check_files(paths: Sequence[str], files: FileSnapshot) -> list[ConfigProblem]:
+    """The file-level problems of a set of files, judged as a set.
+
+    cinder starts with an empty drop-in in ``--config-dir``, or with a
+    ``cinder.conf`` of comments whose settings all live in ``conf.d``: a
+    reload must accept what a start accepts.  What it refuses is a set with
+    nothing in it at all (an editor that truncated the only file, a config
+    management run caught half-way): applying "all defaults" would silently
+    reconfigure a production service.
+    """
+    problems = [p for p in (_check_file(path, files) for path in paths) if p]
+    empty = [p for p in problems if p.message == _EMPTY]
+    if empty and len(empty) < len(paths):
+        problems = [p for p in problems if p.message != _EMPTY]
+    return problems
 
 
 def _option_info(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> dict[str, Any]:
@@ -210,6 +229,29 @@ def load_candidate(
 ) -> cfg.ConfigOpts:
     """Parse the configuration again into a scratch object and validate it.
 
+    Every problem raised is masked (:func:`mask_problems`): the values a
+    secret option has in the files, new ones and wrapped ones included,
+    never reach the reason an operator is shown.
+    """
+    files = files if files is not None else FileSnapshot()
+    try:
+        return _load_candidate(
+            conf, args=args, required_sections=required_sections, not_overridden=not_overridden, files=files
+        )
+    except ConfigInvalid as exc:
+        raise ConfigInvalid(mask_problems(exc.problems, conf, files)) from None
+
+
+def _load_candidate(
+    conf: cfg.ConfigOpts,
+    *,
+    args: Sequence[str] | None,
+    required_sections: Collection[str],
+    not_overridden: Collection[OptKey],
+    files: FileSnapshot,
+) -> cfg.ConfigOpts:
+    """:func:`load_candidate`, unmasked.
+
     ``args`` defaults to the command line ``conf`` was called with.  Raises
     :class:`ConfigInvalid` listing every problem found: unreadable, missing,
     empty or malformed files, missing required options, values that fail their
@@ -234,17 +276,16 @@ def _load(
 ) -> cfg.ConfigOpts:
     call_args = list(conf._args or []) if args is None else list(args)
     paths = config_files(conf) if args is None else []
-    problems = [p for p in (_check_file(path, files) for path in paths) if p]
+    problems = _check_files(paths, files)
     if problems:
         raise ConfigInvalid(problems)
     try:
         with parsing_from(files):
             _call(scratch, conf, call_args, args is None)
     except cfg.ConfigFileParseError as exc:
-        secret_names = [r.opt.dest for r in registered_options(conf) if r.opt.secret]
-        message = _hide_secret_line(exc.msg or "", secret_names)
         # Newer oslo.config says "at FILE:LINE, ...", older "at line LINE, ...".
-        message = message.replace(f"at {exc.config_file}:", "at line ", 1)
+        message = (exc.msg or "").replace(f"at {exc.config_file}:", "at line ", 1)
+        message = _hide_file_line(message, exc.config_file, files, _names_of(conf))
         raise ConfigInvalid([ConfigProblem(exc.config_file, f"syntax error {message}")]) from None
     except cfg.ConfigFilesNotFoundError as exc:
         raise ConfigInvalid([ConfigProblem(f, "file not found") for f in exc.config_files]) from None
@@ -256,10 +297,10 @@ def _load(
     except cfg.Error as exc:
         raise ConfigInvalid([ConfigProblem("configuration", str(exc))]) from None
     except SystemExit:
-        raise ConfigInvalid(_cli_problems(conf, call_args, files)) from None
+        raise ConfigInvalid(_cli_problems(conf, call_args, files, from_command_line=args is not None)) from None
     if args is not None:
         # `check` names its files on the command line: vet them the same way.
-        problems = [p for p in (_check_file(path, files) for path in config_files(scratch)) if p]
+        problems = _check_files(config_files(scratch), files)
     wanted = scope(scratch) if scope is not None else None
     for reg in registered_options(scratch, wanted):
         try:
@@ -318,8 +359,12 @@ class CandidateLoader:
             self.scope = changed_scope(self.conf, candidate, pinned=pinned, references=self._option_references())
             return self.scope
 
+        files = files if files is not None else FileSnapshot()
         try:
-            return _load(scratch, self.conf, None, required_sections, files or FileSnapshot(), scope)
+            return _load(scratch, self.conf, None, required_sections, files, scope)
+        except ConfigInvalid as exc:
+            self.scope = None
+            raise ConfigInvalid(mask_problems(exc.problems, self.conf, files)) from None
         except BaseException:
             self.scope = None
             raise
@@ -509,39 +554,58 @@ def raw_sections(conf: cfg.ConfigOpts, names: Collection[str]) -> dict[str, dict
     return result
 
 
-def _cli_problems(conf: cfg.ConfigOpts, call_args: Sequence[str], snapshot: FileSnapshot) -> list[ConfigProblem]:
+def _cli_problems(
+    conf: cfg.ConfigOpts, call_args: Sequence[str], snapshot: FileSnapshot, *, from_command_line: bool = False
+) -> list[ConfigProblem]:
     """Why argparse gave up: usually a bad value in the files for a CLI option.
 
     oslo.config hands a file's value of a CLI option (``debug = perhaps``) to
     argparse as a default, and argparse exits instead of raising.  Parse the
-    files again with every option registered as a plain one, and name the
-    options whose value does not read.
+    files again with every option registered as a plain one, and name every
+    option whose value does not read.
     """
     scratch = cfg.ConfigOpts()
-    cli_keys = {reg.key for reg in registered_options(conf) if reg.cli}
     for reg in registered_options(conf):
         if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
             scratch.register_group(cfg.OptGroup(reg.group))
         scratch.register_opt(reg.opt, group=None if reg.group == DEFAULT_GROUP else reg.group)
-    files = config_files(conf)
+    if from_command_line:
+        # `check`: ``conf`` was never called, so it has no config_file yet;
+        # the files are those the command line names.
+        file_args = _file_args(call_args)
+    else:
+        file_args = [item for path in config_files(conf) for item in ("--config-file", path)]
     problems: list[ConfigProblem] = []
     try:
         with parsing_from(snapshot):
             scratch(
-                args=[item for path in files for item in ("--config-file", path)],
+                args=file_args,
                 project=vars(conf).get("project"),
                 default_config_files=[],
                 default_config_dirs=[],
             )
+        # Every option, not only the CLI ones: argparse stopped the first
+        # parse before any other value was read, and all problems are listed.
         for reg in registered_options(scratch):
-            if reg.key in cli_keys:
-                try:
-                    _read(scratch, reg)
-                except (cfg.Error, ValueError) as exc:
-                    problems.append(_opt_problem(reg, exc))
+            try:
+                _read(scratch, reg)
+            except (cfg.Error, ValueError) as exc:
+                problems.append(_opt_problem(reg, exc))
     except (cfg.Error, SystemExit):
         pass
     return problems or [ConfigProblem("command line", f"invalid arguments {list(call_args)!r}")]
+
+
+def _file_args(args: Sequence[str]) -> list[str]:
+    """The ``--config-file``/``--config-dir`` arguments of a command line."""
+    kept: list[str] = []
+    items = list(args)
+    for index, item in enumerate(items):
+        if item in ("--config-file", "--config-dir") and index + 1 < len(items):
+            kept += [item, items[index + 1]]
+        elif item.startswith(("--config-file=", "--config-dir=")):
+            kept.append(item)
+    return kept
 
 
 def _read(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> Any:
@@ -576,19 +640,37 @@ class _Unreadable:
         return "<invalid>"
 
 
-_QUOTED_LINE = re.compile(r": '(?P<line>.*)'$")
+_QUOTED_LINE = re.compile(r"^at line (?P<lineno>\d+), (?P<what>.*?): (?P<line>'.*'|\".*\")$", re.DOTALL)
 
 
-def _hide_secret_line(message: str, secret_option_names: Collection[str]) -> str:
-    """Drop the quoted file line from a parse error when it may hold a secret.
+def _names_of(conf: cfg.ConfigOpts) -> SecretNames:
+    return secret_names(reg.opt for reg in registered_options(conf))
 
-    oslo.config's parse errors end with the offending line quoted; a mistyped
-    ``password s3cret`` (no ``=``) would otherwise put the password in STATUS=.
+
+def _hide_file_line(message: str, path: str, files: FileSnapshot, names: SecretNames) -> str:
+    """Drop the quoted file line from a parse error unless it is safe to show.
+
+    oslo.config's parse errors end with the offending line quoted; that line
+    may be a mistyped ``password s3cret`` (no ``=``) or the wrapped half of a
+    password on a continuation line.  Whether it is shown is decided by what
+    the line *is* in the file (masking.line_may_be_shown), not by its text.
     """
-    match = _QUOTED_LINE.search(message)
+    match = _QUOTED_LINE.match(message)
     if not match:
         return message
-    line = match.group("line").lower()
-    if any(name.lower() in line for name in secret_option_names):
-        return message[: match.start()] + " (line not shown: it may contain a secret)"
-    return message
+    try:
+        text = files.text(path)
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if line_may_be_shown(text, int(match.group("lineno")), names):
+        return message
+    return f"at line {match.group('lineno')}, {match.group('what')} (line not shown: it may contain a secret)"
+
+
+def mask_problems(problems: Sequence[ConfigProblem], conf: cfg.ConfigOpts, files: FileSnapshot) -> list[ConfigProblem]:
+    """``problems`` with every secret value the files or ``conf`` hold replaced by ``****``."""
+    names = _names_of(conf)
+    values = [str(v.value) for v in snapshot(conf).values() if v.secret and v.value]
+    for text in files.texts().values():
+        values.extend(secret_values_in_text(text, names))
+    return [ConfigProblem(mask_text(p.where, values), mask_text(p.message, values)) for p in problems]

@@ -23,7 +23,7 @@ a log line and events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from oslo_config import cfg
@@ -114,6 +114,9 @@ class ReloadCycle:
     ignored: Collection[str] = ()
     #: Kept by the engine from one cycle to the next (its scratch object).
     loader: CandidateLoader | None = None
+    #: The service's own rules on a candidate (cinder-volume: every backend
+    #: enabled_backends names has a section); a problem refuses it.
+    candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
     @property
     def delegated(self) -> frozenset[str]:
@@ -175,11 +178,15 @@ class ReloadCycle:
         """Parse the files (read once, into ``files``) into a scratch ConfigOpts; raise ConfigInvalid."""
         if self.loader is None:
             self.loader = CandidateLoader(self.conf)
-        return self.loader.load(
+        candidate = self.loader.load(
             required_sections=self.registry.groups() | self.delegated,
             not_overridden=self.overrides.keys(),
             files=files,
         )
+        problems = [p for check in self.candidate_checks for p in check(candidate)]
+        if problems:
+            raise ConfigInvalid(problems)
+        return candidate
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
         """What changed, and how each change will take effect.

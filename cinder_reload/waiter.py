@@ -24,18 +24,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .state import read_state
+from .state import StateUnreadable, load_state, read_state
 
 __all__ = [
+    "ACK_TIMEOUT",
     "Outcome",
     "StateDirWatch",
     "WaitResult",
     "finished_after",
+    "is_the_service",
     "monotonic",
     "pid_alive",
     "read_pidfile",
     "signal_and_wait",
 ]
+
+
+#: Seconds an idle service may take to write "reloading" to its state file
+#: after our SIGHUP (it does so before anything else in the cycle).
+ACK_TIMEOUT = 15.0
 
 
 class Outcome(enum.IntEnum):
@@ -95,6 +102,43 @@ def catches_sighup(pid: int) -> bool:
     return True
 
 
+def command_line(pid: int) -> list[str] | None:
+    """``pid``'s argv from /proc (as setproctitle may have rewritten it), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def is_the_service(pid: int, service: str, doc: Mapping[str, Any] | None) -> bool:
+    """Whether ``pid`` is ``service``'s process, as far as can be told.
+
+    Yes when its state file names that pid (the engine wrote it), or when
+    its command line names the service (``cinder-reload run cinder-volume``,
+    ``/usr/bin/cinder-volume``, or oslo.service's process title ``cinder-volume:
+    master process [...]``); a service that restarted and has not written its
+    state yet is known by the second.  Unknown (no /proc) counts as yes, as
+    in :func:`catches_sighup`.
+    """
+    if doc and doc.get("pid") == pid:
+        return True
+    argv = command_line(pid)
+    if argv is None:
+        return True
+    words = [word for arg in argv for word in arg.replace(":", " ").split()]
+    return any(os.path.basename(word).startswith(service) for word in words)
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 def monotonic() -> float:
     """CLOCK_MONOTONIC in seconds: the clock the engine stamps ``started_monotonic`` with."""
     return time.clock_gettime(time.CLOCK_MONOTONIC)
@@ -118,8 +162,14 @@ def signal_and_wait(
     timeout: float = 90.0,
     poll: float = 0.05,
     progress: Callable[[dict[str, Any] | None, float], None] | None = None,
+    service: str | None = None,
+    ack_timeout: float = ACK_TIMEOUT,
 ) -> WaitResult:
-    """SIGHUP ``pid``; with ``wait``, block until the cycle it started finishes."""
+    """SIGHUP ``pid``; with ``wait``, block until the cycle it started finishes.
+
+    ``service``: refuse a ``pid`` that is not that service's process
+    (:func:`is_the_service`) instead of sending it a signal it may not expect.
+    """
     if not pid_alive(pid):
         return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
     if not catches_sighup(pid):
@@ -128,7 +178,21 @@ def signal_and_wait(
             f"process {pid} does not handle SIGHUP (yet): still starting, or not running under "
             "cinder-reload; not sending it, since SIGHUP would terminate it. Try again once it is ready.",
         )
-    before = read_state(state_file)
+    try:
+        before = load_state(state_file)
+    except StateUnreadable as exc:
+        if state_file.is_dir() or not os.access(state_file, os.R_OK):
+            # The engine cannot replace a directory, and we could not read
+            # its answer: the reload's result would never be known.
+            return WaitResult(Outcome.FAILED, f"not reloading: {exc}; its result could never be read")
+        before = None  # garbage: the engine's next (atomic) write replaces it
+    if service is not None and not is_the_service(pid, service, before):
+        argv = " ".join(command_line(pid) or [])[:120]
+        return WaitResult(
+            Outcome.FAILED,
+            f"process {pid} ({argv}) is not {service}: its command line does not name it and its state file "
+            f"{state_file} does not name this pid; not sending SIGHUP",
+        )
     generation = int(before.get("generation") or 0) if before and before.get("pid") == pid else 0
     if not wait:
         try:
@@ -140,12 +204,19 @@ def signal_and_wait(
     # the manager may cancel us at any moment.  The directory watch too: the
     # engine's last write may follow the signal within microseconds.
     with _sigterm_stops_waiting() as terminated, StateDirWatch(state_file.parent) as watch:
+        # Taken before the signal: the service's first write may come first.
+        unchanged = _fingerprint(state_file)
         sent = monotonic()
         try:
             os.kill(pid, signal.SIGHUP)
         except ProcessLookupError:
             return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
-        return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated, watch)
+        # An idle service writes its state file within milliseconds of the
+        # SIGHUP; one that cannot (state directory read-only, full or
+        # removed) must not leave us waiting for the whole timeout.
+        idle = bool(before and before.get("pid") == pid and not before.get("in_progress"))
+        ack = (sent + ack_timeout, unchanged) if idle else None
+        return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated, watch, ack)
 
 
 #: inotify(7) event bits: a file renamed into the directory, a file written and closed.
@@ -251,6 +322,7 @@ def _wait(
     progress: Callable[[dict[str, Any] | None, float], None] | None,
     terminated: _Terminated,
     watch: StateDirWatch,
+    ack: tuple[float, tuple[int, int, int] | None] | None = None,
 ) -> WaitResult:
     deadline = sent + timeout
     # With a watch, the poll is only the safety net for a process that dies
@@ -271,6 +343,18 @@ def _wait(
         if not pid_alive(pid):
             return WaitResult(Outcome.FAILED, f"process {pid} exited during the reload")
         now = monotonic()
+        if ack is not None:
+            ack_deadline, unchanged = ack
+            if _fingerprint(state_file) != unchanged:
+                ack = None  # the service wrote: it is reloading
+            elif now >= ack_deadline:
+                return WaitResult(
+                    Outcome.FAILED,
+                    f"pid {pid} did not record the reload in {state_file} within {ack_deadline - sent:g}s: "
+                    f"it cannot write there ({state_file.parent} missing, read-only or full?) or it is not "
+                    "responding; its result cannot be known from here (see the service's log or STATUS=)",
+                    doc,
+                )
         if now >= deadline:
             phase = (doc or {}).get("phase", "unknown")
             return WaitResult(

@@ -207,6 +207,13 @@ class BackendWorker:
             except ChannelClosed:
                 return  # the main process is gone: oslo.service's pipe watcher stops us
             op = message.get("op")
+            deadline = message.get("deadline")
+            if isinstance(deadline, (int, float)) and time.monotonic() > deadline:
+                # The main process gave up on this request and reported it
+                # failed: acting on it now would make that report a lie.
+                LOG.warning("reload request %r arrived after its deadline: not acted upon", op)
+                self._send({"id": message.get("id"), "ok": False, "reason": "arrived after its deadline"})
+                continue
             try:
                 if op == "apply":
                     reply = self.apply(message.get("options") or [])

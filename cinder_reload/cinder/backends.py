@@ -106,8 +106,11 @@ class WorkerHandle:
         """Send one request and wait for its answer; ChannelClosed if the worker is gone."""
         self._next_id += 1
         ident = self._next_id
-        self.channel.send({"op": op, "id": ident, **fields})
         deadline = time.monotonic() + wait
+        # CLOCK_MONOTONIC is one clock for every process on the host: a
+        # worker that reads this after we gave up (SIGSTOPped, starved) must
+        # not act on it, or the reload reported failed would apply after all.
+        self.channel.send({"op": op, "id": ident, "deadline": deadline, **fields})
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
 
+from ..config import ConfigProblem
 from ..diff import OptKey
 from ..engine import ReloadEngine
 from ..events import EventSink, OsloMessagingEvents
@@ -38,6 +39,8 @@ class Integration:
     publisher: str = "volume"
     #: oslo.service's threading backend (cotyledon) rather than eventlet.
     threading_backend: bool = False
+    #: The service's own rules on a candidate configuration (ReloadCycle.candidate_checks).
+    candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
     @property
     def drain_timeout(self) -> float:
@@ -75,6 +78,7 @@ class Integration:
             state_dir=self.state_dir,
             restart_only=self.restart_only,
             drain_timeout=self.drain_timeout,
+            candidate_checks=self.candidate_checks,
             **extra,
         )
 

@@ -186,6 +186,8 @@ def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     text = edited(volume, "transport_url = fake://", "transport_url = fake://elsewhere")
     text = text.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3")
     text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
+    # A new backend needs its section (a reload refuses one enabled_backends names without it).
+    text += "\n[fake3]\nvolume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver\nvolume_backend_name = fake3\n"
     volume.edit(text)
     done = volume.reload()
     assert done.returncode == 0, done.stderr
@@ -201,10 +203,19 @@ def test_a_worker_that_does_not_answer_fails_the_cycle_without_hanging_it(start_
     volume = start_cinder()
     fake2 = volume.worker_pid("fake2")
     volume.edit(edited(volume, "debug = false", "debug = true"))
+    mark = volume.log_mark()
     with volume.stopped(fake2):
         done = volume.reload(timeout=30)
     assert done.returncode == 1
     assert f"fake2 (pid {fake2}) did not take the change" in done.stderr, done.stderr
+    # Continued, it reads the request it missed, and does not act on it: the
+    # state said it did not take the change, and that stays true.
+    from helpers import wait_until
+
+    read = "after its deadline|Option DEFAULT.debug changed"
+    wait_until(lambda: lines_of(volume.log_since(mark), fake2, read), 15, "fake2 to read the request it missed")
+    assert not lines_of(volume.log_since(mark), fake2, "Option DEFAULT.debug changed"), volume.log_since(mark)
+    assert lines_of(volume.log_since(mark), volume.worker_pid("fake1"), "Option DEFAULT.debug changed")
     # The next reload is clean.
     done = volume.reload()
     assert done.returncode == 0, done.stderr

@@ -220,10 +220,12 @@ class RootNamespace(Namespace):
         binds: Sequence[Path] = (),
         readonly_binds: Sequence[Path] = (REPO,),
         systemd_run_dir: bool = True,
+        cgroup2: bool = False,
         log: Path | None = None,
     ) -> None:
         super().__init__(workdir, log)
         self.root = root
+        self.cgroup2 = cgroup2
         self.binds = list(binds)
         self.readonly_binds = list(readonly_binds)
         self.systemd_run_dir = systemd_run_dir
@@ -262,6 +264,15 @@ class RootNamespace(Namespace):
             f"mount -t proc proc {m}/proc",
             f"mount --rbind /sys {m}/sys",
             f"mount --rbind /dev {m}/dev",
+        ]
+        if self.cgroup2:
+            # systemd >= 258 refuses cgroup v1 and this host is a v1/v2 hybrid:
+            # the root sees the unified (cgroup2) hierarchy alone on
+            # /sys/fs/cgroup, inside this namespace only.  The anchor already
+            # sits in a cgroup of its own there (_spawn), which the manager
+            # takes as its root (../shared/notes/systemd-and-openstack.md).
+            lines += [f"umount -R {m}/sys/fs/cgroup", f"mount -t cgroup2 cgroup2 {m}/sys/fs/cgroup"]
+        lines += [
             f"mount -t tmpfs -o mode=755 tmpfs {m}/run",
             f"mount -t tmpfs -o mode=1777 tmpfs {m}/tmp",
             f"mkdir -m 700 {m}/run/xdg",

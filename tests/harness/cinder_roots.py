@@ -50,6 +50,7 @@ BASE_PACKAGES = (
     "python3",  # sid: 3.14, trixie: 3.13
     "python3-oslo.config",  # python3-cinder-reload's Depends
     "python3-jinja2",
+    "python3-sdnotify",  # its Depends (the fallback notifier)
     "python3-systemd",  # its Recommends (libsystemd's sd_notify)
     "sysvinit-utils",  # /lib/lsb/init-functions
     "init-system-helpers",  # service, invoke-rc.d

@@ -28,10 +28,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .commands import CommandResult, WaitTimeout, pid_exists, run
 
-__all__ = ["REPO", "HostNamespace", "Namespace", "RootNamespace", "processes_in_mount_ns"]
+__all__ = ["REPO", "HostNamespace", "Namespace", "PackageRootNamespace", "RootNamespace", "processes_in_mount_ns"]
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -310,6 +311,18 @@ class RootNamespace(Namespace):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.layer, ignore_errors=True)
+
+
+class PackageRootNamespace(RootNamespace):
+    """A ``RootNamespace`` where nothing of the repository is put in: whatever
+    ``cinder-reload`` runs there came from the installed ``.deb``."""
+
+    def __init__(self, root: Path, workdir: Path, **kwargs: Any) -> None:
+        kwargs.setdefault("readonly_binds", ())
+        super().__init__(root, workdir, **kwargs)
+
+    def _prepare_upper(self, upper: Path) -> None:
+        pass
 
 
 def wait_for_path(ns: Namespace, path: str, timeout: float, what: str) -> None:

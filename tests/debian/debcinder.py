@@ -30,9 +30,22 @@ from harness.commands import CommandResult
 from harness.managers import SystemdRoot
 from harness.namespaces import PackageRootNamespace
 
-__all__ = ["CONFIG", "DebianCinder", "UserCopy", "exec_start", "user_manager_copy", "volume_config"]
+__all__ = [
+    "CONFIG",
+    "DATABASE",
+    "MANAGE_CONFIG",
+    "DebianCinder",
+    "UserCopy",
+    "exec_start",
+    "user_manager_copy",
+    "volume_config",
+]
 
 CONFIG = "/etc/cinder/cinder.conf"  # the path Debian's init script passes (read from show-args by the tests)
+#: cinder-manage's own file (the database only): it must read the services
+#: while cinder.conf is broken on purpose.
+MANAGE_CONFIG = "/etc/cinder/manage-test.conf"
+DATABASE = "[database]\nconnection = sqlite:////var/lib/cinder/cinder.sqlite\n"
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"  # shipped in Debian's python3-cinder
 
 
@@ -51,8 +64,7 @@ def volume_config(*, zone1: str = "nova", extra: str = "") -> str:
         "report_interval = 1\n"
         "debug = false\n"
         f"{extra}"
-        "[database]\n"
-        "connection = sqlite:////var/lib/cinder/cinder.sqlite\n"
+        f"{DATABASE}"
         "[oslo_concurrency]\n"
         "lock_path = /var/lock/cinder\n"
         "[fake1]\n"
@@ -164,6 +176,7 @@ class DebianCinder:
     def prepare_volume_service(self) -> None:
         """The test cinder.conf, Debian's ``cinder-manage db sync``, the units of cinder-volume."""
         self.write_config(volume_config())
+        self.manager.ns.write_file(MANAGE_CONFIG, DATABASE)
         # Debian's RuntimeDirectory=lock/cinder is /run/lock/cinder under the
         # system manager; a user manager puts it under $XDG_RUNTIME_DIR
         # instead, so the lock_path Debian's cinder.conf uses is made here.
@@ -173,7 +186,7 @@ class DebianCinder:
 
     def service_list(self) -> dict[str, dict[str, str]]:
         """``cinder-manage service list`` (Debian's own command), by host: {'zone': ..., 'state': ...}."""
-        out = self.run(["cinder-manage", "--config-file", CONFIG, "service", "list"]).check().stdout
+        out = self.run(["cinder-manage", "--config-file", MANAGE_CONFIG, "service", "list"]).check().stdout
         rows: dict[str, dict[str, str]] = {}
         for line in out.splitlines():
             fields = line.split()

@@ -12,7 +12,10 @@ list`` (the availability zone a backend reports).
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,23 @@ def _start(debian: DebianCinder) -> dict[str, str]:
 
 def _stop(debian: DebianCinder) -> None:
     debian.manager.stop(UNIT, timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def versions(port: int) -> int:
+    """The status of cinder's API version document (300), 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
 
 
 def _log(debian: DebianCinder) -> str:
@@ -178,3 +198,36 @@ def test_flavour_for_the_managers_version_rendered_by_the_installed_package(
         _stop(debian_cinder)
         debian_cinder.manager.ns.write_file(f"{unit_dir}/cinder-volume.service.d/reload.conf", package_dropin)
         debian_cinder.manager.daemon_reload()
+
+
+def test_cinder_api_under_the_dropin_is_cinders_own_server_and_reloads(debian_cinder: DebianCinder) -> None:
+    """Debian's cinder-api.service + the drop-in: cinder's own API server (not Debian's uWSGI,
+    see test_cinder_api_uwsgi.py for why), answering, reloaded in place, a broken file refused."""
+    unit = "cinder-api.service"
+    port = free_port()
+    extra = (
+        "auth_strategy = noauth\nosapi_volume_listen = 127.0.0.1\n"
+        f"osapi_volume_listen_port = {port}\nosapi_volume_workers = 1\n"
+    )
+    debian_cinder.install_user_units("cinder-api")
+    debian_cinder.write_config(volume_config(extra=extra))
+    started = debian_cinder.manager.start(unit, timeout=200)
+    try:
+        assert started.ok, f"{started}\n{debian_cinder.manager.systemctl('status', unit).output}"
+        main = debian_cinder.manager.show(unit)["MainPID"]
+        cmdline = Path(f"/proc/{main}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:4] == [b"/usr/bin/cinder-reload", b"run", b"cinder-api"], cmdline
+        assert wait_until(lambda: versions(port), lambda s: s == 300, timeout=60, what="the API") == 300
+
+        debian_cinder.write_config(volume_config(extra=extra.replace("noauth\n", "noauth\ndebug = true\n")))
+        result = debian_cinder.manager.reload(unit)
+        assert result.ok, result
+        assert debian_cinder.manager.show(unit)["MainPID"] == main and versions(port) == 300
+
+        debian_cinder.write_config(volume_config(extra=extra) + "[broken\n")
+        result = debian_cinder.manager.reload(unit)
+        after = debian_cinder.manager.show(unit)
+        assert result.returncode != 0 and "Invalid section" in after["StatusText"], (result, after)
+        assert after["MainPID"] == main and after["ActiveState"] == "active" and versions(port) == 300
+    finally:
+        debian_cinder.manager.stop(unit, timeout=120)

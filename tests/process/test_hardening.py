@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait
+from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait, wait_until
 
 pytestmark = pytest.mark.process
 
@@ -310,3 +311,22 @@ def test_check_running_shows_what_a_reload_would_do_before_it_is_sent(plain: Ref
     assert "[backend2] port: 1 -> 99999" not in failing.stdout  # not set before: shown as added
     assert "[backend2] port: (not set) -> '99999'" in failing.stdout
     assert "[backend2] port:" in failing.stderr
+
+
+def test_a_file_changed_after_validation_is_not_what_gets_applied(plain: RefDaemon) -> None:
+    """What runs is what was validated: the file read once, then parsed from
+    those bytes for the running configuration, however late it changes."""
+    validated = BASE_CONFIG.replace("label = one", "label = validated").replace(
+        "reinit_seconds = 0", "reinit_seconds = 1"
+    )
+    plain.edit(validated)
+    os.kill(plain.pid, signal.SIGHUP)
+    wait_until(lambda: (plain.state().get("in_progress") or {}).get("phase") == "reinitializing", 10, "cycle busy")
+    plain.edit(validated.replace("label = validated", "label = never-validated\nport = 0"))  # port 0: invalid
+    wait_until(lambda: plain.state()["generation"] == 1 and not plain.state().get("in_progress"), 10, "cycle end")
+
+    assert plain.state()["result"] == "ok"
+    assert [(c["option"], c["new"]) for c in plain.state()["changed"] if c["group"] == "backend1"] == [
+        ("label", "validated")
+    ]
+    assert plain.ask("backend1").startswith("backend1 label=validated generation=1")

@@ -336,3 +336,54 @@ def test_a_sighup_storm_during_a_replacement_runs_at_most_one_more_cycle(start_c
     assert doc["generation"] <= 3, doc["generation"]
     new1 = volume.worker_pid("fake1")
     assert new1 != fake1 and volume.pids() == {volume.pid, new1, fake2}
+
+
+def test_a_drain_counts_cinders_own_rpc_call_in_flight(start_cinder: Start, cinder_venv: Path) -> None:
+    """The RPC gate wraps the real VolumeManager: a create_volume cast that is
+    still running when the backend's worker is to retire keeps it (drain
+    timeout shorter than the call), and the reload says what it waited for."""
+    import json
+    import os
+    import subprocess
+
+    from helpers import TESTS, wait_until
+    from stack.infra import rabbit_vhost
+
+    with rabbit_vhost("crgate") as url:
+
+        def config(workdir: Path) -> str:
+            text = volume_config(workdir).replace("transport_url = fake://", f"transport_url = {url}")
+            text = text.replace("drain_timeout = 10", "drain_timeout = 1")
+            return text.replace(
+                f"volume_driver = {FAKE_DRIVER}\nvolume_backend_name = fake1",
+                "volume_driver = stack.slowdriver.SlowFakeDriver\nvolume_backend_name = fake1\nslow_op_seconds = 4",
+            )
+
+        volume = start_cinder(config=config, env={"PYTHONPATH": str(TESTS)})
+        fake1 = volume.worker_pid("fake1")
+        client = [str(cinder_venv / "bin" / "python"), str(Path(__file__).parent / "rpcclient.py")]
+        sent = subprocess.run(
+            [*client, str(volume.config_file), "create", f"{os.uname().nodename}@fake1#fake1", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr[-2000:]
+        ident = json.loads(sent.stdout.splitlines()[0])["id"]
+        # cinder's own line when the create flow starts in fake1's worker.
+        wait_until(lambda: lines_of(volume.log(), fake1, f"Volume {ident}: being created"), 20, "the create to start")
+        volume.edit(edited(volume, "volume_backend_name = fake1", "volume_backend_name = fake1-gold"))
+
+        done = volume.reload()
+
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "create_volume x1" in done.stderr, done.stderr
+        assert volume.worker_pid("fake1") == fake1, "the backend keeps serving on its previous configuration"
+        def status() -> str:
+            shown = subprocess.run([*client, str(volume.config_file), "show", ident], capture_output=True, text=True)
+            return str(json.loads(shown.stdout)["status"])
+
+        assert wait_until(lambda: status() != "creating" and status(), 30, "the create to finish") == "available"
+        done = volume.reload()
+        assert done.returncode == 0, done.stderr
+        assert volume.worker_pid("fake1") != fake1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait
+from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait, wait_until
 
 pytestmark = pytest.mark.process
 
@@ -310,3 +311,38 @@ def test_check_running_shows_what_a_reload_would_do_before_it_is_sent(plain: Ref
     assert "[backend2] port: 1 -> 99999" not in failing.stdout  # not set before: shown as added
     assert "[backend2] port: (not set) -> '99999'" in failing.stdout
     assert "[backend2] port:" in failing.stderr
+
+
+def test_a_file_changed_after_validation_is_not_what_gets_applied(tmp_path: Path) -> None:
+    """What runs is what was validated: the file is read once, and the running
+    configuration is parsed from those bytes, however late the file changes
+    (here: while the cycle drains, between validating and applying).  A later
+    edit is the next reload's business, and that reload sees all of it."""
+    slow = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 1.5")
+    with RefDaemon(tmp_path, slow) as d:
+        validated = slow.replace("label = one", "label = validated")
+        later = validated.replace("label = validated", "label = later").replace("label = two", "label = deux")
+        replies: list[str] = []
+        held = d.hold("backend1", replies)
+        d.edit(validated)
+        os.kill(d.pid, signal.SIGHUP)
+        wait_until(lambda: (d.state().get("in_progress") or {}).get("phase") == "draining", 10, "the drain")
+        d.edit(later)
+        held.join(10)
+        wait_until(lambda: d.state()["generation"] == 1 and not d.state().get("in_progress"), 10, "cycle end")
+
+        assert d.state()["result"] == "ok"
+        assert [(c["group"], c["option"], c["new"]) for c in d.state()["changed"]] == [
+            ("backend1", "label", "validated")
+        ]
+        assert d.ask("backend1").startswith("backend1 label=validated generation=1")
+        assert d.ask("backend2").startswith("backend2 label=two generation=0")
+        # The next reload finds both of the later edits (had the first cycle
+        # installed the later file, backend2's change would never be seen).
+        result = d.reload()
+        assert result.returncode == 0, result.stderr
+        assert sorted((c["group"], c["new"]) for c in d.state()["changed"]) == [
+            ("backend1", "later"),
+            ("backend2", "deux"),
+        ]
+        assert d.ask("backend2").startswith("backend2 label=deux generation=1")

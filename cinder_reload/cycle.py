@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from oslo_config import cfg
 
@@ -61,6 +61,8 @@ class CycleResult:
     aborted: bool = False  # the service began stopping mid-cycle
     #: One result per worker process, when the changes are carried out by workers.
     workers: list[WorkerResult] = field(default_factory=list)
+    #: Options outside any group that the workers carried out (enabled_backends).
+    applied_options: set[OptKey] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,7 @@ class CycleResult:
                     self.reinitialized.append(group)
             for group, why in worker.failed_groups.items():
                 self.failed_groups.setdefault(group, why)
+            self.applied_options.update(worker.applied_options)
 
     @property
     def pending_restart(self) -> tuple[OptionChange, ...]:
@@ -88,7 +91,8 @@ class CycleResult:
         return [
             c
             for c in self.diff.changes
-            if c.kind is ChangeKind.LIVE or (c.kind is ChangeKind.REINIT and c.group in self.reinitialized)
+            if c.kind is ChangeKind.LIVE
+            or (c.kind is ChangeKind.REINIT and (c.group in self.reinitialized or c.key in self.applied_options))
         ]
 
 
@@ -118,9 +122,19 @@ class ReloadCycle:
     #: enabled_backends names has a section); a problem refuses it.
     candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
+    #: The workers' groups under the candidate (set by plan(): a backend
+    #: being added is the workers' business before its worker exists).
+    _candidate_groups: frozenset[str] = field(default=frozenset(), init=False)
+
     @property
     def delegated(self) -> frozenset[str]:
-        return frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+        own = frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+        return own | self._candidate_groups
+
+    @property
+    def owned(self) -> frozenset[OptKey]:
+        """Options outside the groups whose change the workers step carries out."""
+        return frozenset(self.workers.owned_options()) if self.workers is not None else frozenset()
 
     def run(self) -> CycleResult:
         result = CycleResult()
@@ -133,7 +147,10 @@ class ReloadCycle:
             result.error = "invalid configuration: " + "; ".join(str(p) for p in exc.problems)
             return result
         result.diff = self.plan(candidate)
-        reinit_groups = [g for g in result.diff.groups(ChangeKind.REINIT) if g not in self.delegated]
+        owned = self.owned
+        reinit_groups = sorted(
+            {c.group for c in result.diff.of_kind(ChangeKind.REINIT) if c.key not in owned} - self.delegated
+        )
         if self.should_abort():
             result.aborted = True
             return result
@@ -179,7 +196,8 @@ class ReloadCycle:
         if self.loader is None:
             self.loader = CandidateLoader(self.conf)
         candidate = self.loader.load(
-            required_sections=self.registry.groups() | self.delegated,
+            required_sections=self.registry.groups()
+            | (frozenset(self.workers.required_groups()) if self.workers is not None else frozenset()),
             not_overridden=self.overrides.keys(),
             files=files,
         )
@@ -196,7 +214,15 @@ class ReloadCycle:
         """
         only = self.loader.scope if self.loader is not None else None
         running, new = snapshot(self.conf, only), snapshot(candidate, only)
+        if self.workers is not None:
+            self._candidate_groups = frozenset(self.workers.candidate_groups(candidate))
         diff = diff_values(running, new, self.registry.groups() | self.delegated, self.restart_only)
+        if self.owned:
+            # Carried out by the workers step (a backend added or removed),
+            # not pending a restart: re-initialisable like a backend's section.
+            diff = ConfigDiff(
+                tuple(replace(c, kind=ChangeKind.REINIT) if c.key in self.owned else c for c in diff.changes)
+            )
         if self.delegated:
             # The workers' sections compared as text too: keys no option of
             # this process's covers (registered by a driver in its worker).

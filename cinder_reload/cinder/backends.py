@@ -46,10 +46,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..channel import Channel, ChannelClosed, Message
+from ..diff import OptionChange, OptKey
 from ..waiter import pid_alive
 from ..workers import WorkerPlan, WorkerResult
 from .logcapture import capturing_errors
@@ -139,17 +140,30 @@ class WorkerHandle:
             pass
 
 
-class LaunchFailed(Exception):
-    pass
+#: The option that says which backends run: cinder-volume's workers step adds
+#: and removes backends when it changes, instead of leaving it to a restart.
+ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
+
+
+def _backend_list(value: Any) -> list[str]:
+    return [b for b in (value or []) if b]
 
 
 class BackendWorkers:
     """The workers' step of cinder-volume's reload (workers.Workers)."""
 
-    def __init__(self, launch: Callable[[str], None], backends: Callable[[], Collection[str]]) -> None:
+    def __init__(
+        self,
+        launch: Callable[[str], None],
+        backends: Callable[[], Collection[str]],
+        membership: Callable[[str, bool], None] | None = None,
+    ) -> None:
         #: cinder's own start path for one backend (cinder.cmd.volume._launch_service).
         self._launch = launch
         self._backends = backends
+        #: Adds (True) or removes (False) a backend where the launcher names
+        #: its workers; None: backends are fixed until a restart.
+        self._membership = membership
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
         #: Launches a reload started whose fork waits for its go (_Launch).
@@ -221,11 +235,33 @@ class BackendWorkers:
     def groups(self) -> Collection[str]:
         return frozenset(self._backends())
 
-    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
-        changed = [g for g in plan.changed_groups if g in self.handles]
-        results: dict[str, WorkerResult] = {}
+    def owned_options(self) -> Collection[OptKey]:
+        return (ENABLED_BACKENDS,) if self._membership is not None else ()
 
-        def replace(name: str) -> None:
+    def required_groups(self) -> Collection[str]:
+        # Which sections must exist follows enabled_backends (a candidate
+        # check names a listed backend without one); a backend taken out of
+        # the list may lose its section.
+        return () if self._membership is not None else self.groups()
+
+    def candidate_groups(self, candidate: Any) -> Collection[str]:
+        if self._membership is None:
+            return self.groups()
+        return frozenset(self.groups()) | frozenset(_backend_list(candidate.enabled_backends))
+
+    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        membership = plan.change(ENABLED_BACKENDS) if self._membership is not None else None
+        old = _backend_list(membership.old) if membership else []
+        new = _backend_list(membership.new) if membership else []
+        added = [b for b in new if b not in old and b not in self.handles]
+        removed = [b for b in old if b not in new and b in self.handles]
+        changed = [g for g in plan.changed_groups if g in self.handles and g not in removed]
+        results: dict[str, WorkerResult] = {}
+        if membership is not None:
+            membership_results = self._change_membership(plan, membership, added, removed)
+            results.update(membership_results)
+
+        def replace_worker(name: str) -> None:
             try:
                 results[name] = self.replace(name, plan)
             except Exception as exc:  # a bug must not leave the others unreported
@@ -234,7 +270,9 @@ class BackendWorkers:
 
         # Each backend is its own resource (its queue, its array): changed
         # ones are replaced side by side, the others are never paused.
-        threads = [threading.Thread(target=replace, args=(name,), name=f"reload-replace-{name}") for name in changed]
+        threads = [
+            threading.Thread(target=replace_worker, args=(name,), name=f"reload-replace-{name}") for name in changed
+        ]
         for thread in threads:
             thread.start()
         live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
@@ -243,8 +281,8 @@ class BackendWorkers:
         # reload that changed nothing anywhere: that SIGHUP is how operators
         # make cinder drop its cached RPC version pins after a rolling
         # upgrade, and the worker's reset() does it, as oslo.service's did.
-        untouched = bool(changed) and not live
-        for name in sorted(set(self.handles) - set(changed)):
+        untouched = bool(changed or added or removed) and not live
+        for name in sorted(set(self.handles) - set(changed) - set(added) - set(removed)):
             if untouched:
                 pid = self.handles[name].pid
                 results[name] = WorkerResult(name, pid, True, f"{name} (pid {pid}): unchanged")
@@ -253,6 +291,102 @@ class BackendWorkers:
         for thread in threads:
             thread.join()
         return [results[name] for name in sorted(results)]
+
+    def _change_membership(
+        self, plan: WorkerPlan, membership: OptionChange, added: list[str], removed: list[str]
+    ) -> dict[str, WorkerResult]:
+        """Backends added to or removed from ``enabled_backends``: started, or drained and stopped.
+
+        ``enabled_backends`` stays pinned to what actually runs: the old list
+        plus the backends that came up, minus the ones that stopped.  Only
+        when every one did is the change applied; otherwise the next reload
+        sees the difference again and retries what is missing.
+        """
+        results: dict[str, WorkerResult] = {}
+
+        def run(name: str, step: Callable[[str, WorkerPlan], WorkerResult]) -> None:
+            try:
+                results[name] = step(name, plan)
+            except Exception as exc:  # a bug must not leave the others unreported
+                LOG.exception("reload #%d: %s: internal error", plan.generation, name)
+                results[name] = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=run, args=(n, self.add), name=f"reload-add-{n}") for n in added]
+        threads += [threading.Thread(target=run, args=(n, self.remove), name=f"reload-remove-{n}") for n in removed]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        running = [b for b in _backend_list(membership.old) if not (b in removed and results[b].ok)]
+        running += [b for b in added if results[b].ok]
+        if all(results[name].ok for name in added + removed):
+            plan.overrides.set([membership])  # the new list, as the files say
+            for name in added + removed:
+                done = results[name]
+                results[name] = replace(done, applied_options=(*done.applied_options, ENABLED_BACKENDS))
+        else:
+            plan.overrides.set([replace(membership, new=running)])
+        return results
+
+    def add(self, name: str, plan: WorkerPlan) -> WorkerResult:
+        """A backend new in ``enabled_backends``: its worker comes up through cinder's own start path."""
+        assert self._membership is not None
+        LOG.info("reload #%d: backend %s added: starting its worker", plan.generation, name)
+        self._membership(name, True)
+        undo = plan.overrides.set(plan.changes_of(name))  # its section as the files say (a retry after a failure)
+        new, why = _Launch(self, name, strict=True).fork(plan.timeout)
+        if new is not None and why is None:
+            new.wrap.workers = 1
+            assert new.outcome is not None
+            ready_at = float(new.outcome.get("at") or time.monotonic())
+            return WorkerResult(
+                name,
+                new.pid,
+                True,
+                f"{name}: added (pid {new.pid}, up in {ready_at - new.forked_at:.2f}s)",
+                reinitialized=(name,),
+                start_s=round(ready_at - new.forked_at, 6),
+            )
+        # Not half-added: no worker, not counted, not in the list.
+        plan.overrides.undo(undo)
+        with self._lock:
+            if new is not None and self.handles.get(name) is new:
+                del self.handles[name]
+        self._membership(name, False)
+        LOG.error("reload #%d: backend %s could not be added: %s", plan.generation, name, why)
+        return WorkerResult(name, None, False, f"{name}: could not be added: {why}", failed_groups={name: str(why)})
+
+    def remove(self, name: str, plan: WorkerPlan) -> WorkerResult:
+        """A backend gone from ``enabled_backends``: drained, then its worker leaves."""
+        assert self._membership is not None
+        old = self.handles[name]
+        LOG.info("reload #%d: backend %s removed: draining its worker (pid %d)", plan.generation, name, old.pid)
+        old.wrap.workers = 0
+        try:
+            reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
+        except (ChannelClosed, TimeoutError) as exc:
+            reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        if not reply.get("ok") and not old.exited.is_set():
+            old.wrap.workers = 1
+            reason = f"could not drain: {reply.get('reason')}"
+            return WorkerResult(name, old.pid, False, f"{name}: not removed, {reason}", failed_groups={name: reason})
+        self._retire(old)
+        with self._lock:
+            if self.handles.get(name) is old:
+                del self.handles[name]
+        self._membership(name, False)
+        # Its section's options (gone from the files) are no longer pinned to
+        # what the stopped worker ran, and count as done, not as "not applied".
+        gone = plan.changes_of(name)
+        plan.overrides.set(gone)
+        return WorkerResult(
+            name,
+            None,
+            True,
+            f"{name}: removed (pid {old.pid} drained and stopped)",
+            old_pid=old.pid,
+            applied_options=tuple(c.key for c in gone),
+        )
 
     def tell(self, name: str, live: list[Message], plan: WorkerPlan) -> WorkerResult:
         """An unchanged backend: the live values, nothing else."""

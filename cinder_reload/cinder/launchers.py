@@ -79,6 +79,7 @@ def install(integration: Integration) -> None:
                 self.backends = workers = BackendWorkers(
                     lambda backend: volume_cmd._launch_service(self, backend),
                     lambda: list(integration.worker_groups),
+                    None if integration.threading_backend else integration.set_worker_group,
                 )
             else:
                 workers = SignalledWorkers(

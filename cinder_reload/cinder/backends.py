@@ -126,12 +126,21 @@ class WorkerHandle:
                 return reply
 
     def wait_exited(self, timeout: float) -> bool:
-        """Until the process is gone (its channel ended and it is no longer running)."""
+        """Until the process is gone (its channel ended and it is no longer running).
+
+        Then a moment more, until oslo.service's wait loop reaped it: after
+        the reload no process of the old worker is left, not even a zombie.
+        """
         deadline = time.monotonic() + timeout
         self.exited.wait(timeout)
         while pid_alive(self.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not pid_alive(self.pid)
+        if pid_alive(self.pid):
+            return False
+        reaped_by = min(deadline, time.monotonic() + 1.0)
+        while os.path.exists(f"/proc/{self.pid}") and time.monotonic() < reaped_by:
+            time.sleep(0.005)
+        return True
 
     def kill(self) -> None:
         try:

@@ -445,6 +445,13 @@ class BackendWorkers:
         if new is not None and why is None:
             self._retire(old)
             new.wrap.workers = 1
+            LOG.info(
+                "reload #%d: backend %s: its new worker (pid %d) consumes, the old one (pid %d) is gone",
+                plan.generation,
+                name,
+                new.pid,
+                old.pid,
+            )
             assert new.outcome is not None
             ready_at = float(new.outcome.get("at") or time.monotonic())
             return WorkerResult(

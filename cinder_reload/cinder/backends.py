@@ -154,6 +154,9 @@ class WorkerHandle:
 ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
 
 
+_NOT_STARTED = "not started: cinder could not create its service (see the log); the next reload tries again"
+
+
 def _backend_list(value: Any) -> list[str]:
     return [b for b in (value or []) if b]
 
@@ -204,20 +207,30 @@ class BackendWorkers:
 
     # -- start -----------------------------------------------------------------
     def wait_ready(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Until every backend's current worker reported its start; False if stopped first."""
+        """Until every backend cinder launched reported its start; False if stopped first.
+
+        cinder's own start skips a backend whose ``Service.create()`` raised
+        (it logs it and goes on with the others): there is no worker to wait
+        for, and waiting would keep READY=1 from ever being sent.
+        """
         while not should_stop():
             with self._lock:
-                handles = [self.handles.get(name) for name in self._backends()]
-            if handles and all(h is not None and h.started.is_set() for h in handles):
+                handles = list(self.handles.values())
+            if handles and all(h.started.is_set() for h in handles):
                 return True
             time.sleep(0.05)
         return False
+
+    def missing(self) -> list[str]:
+        """Backends in the configuration with no worker (cinder could not create their service)."""
+        with self._lock:
+            return sorted(set(self._backends()) - set(self.handles))
 
     def describe(self) -> list[dict[str, Any]]:
         """Each backend's worker as started, for the state file."""
         with self._lock:
             handles = sorted(self.handles.values(), key=lambda h: h.name)
-        return [
+        started = [
             {
                 "worker": h.name,
                 "pid": h.pid,
@@ -227,6 +240,10 @@ class BackendWorkers:
                 "reason": (h.outcome or {}).get("reason"),
             }
             for h in handles
+        ]
+        return started + [
+            {"worker": name, "pid": None, "result": "failed", "message": f"{name}: {_NOT_STARTED}"}
+            for name in self.missing()
         ]
 
     def summary(self) -> str:
@@ -238,6 +255,7 @@ class BackendWorkers:
             if h.outcome and not h.outcome.get("initialized", True):
                 text += f": driver not initialised: {h.outcome.get('reason')}"
             parts.append(text)
+        parts += [f"{name}: {_NOT_STARTED}" for name in self.missing()]
         return ", ".join(parts)
 
     # -- the reload ------------------------------------------------------------
@@ -265,10 +283,15 @@ class BackendWorkers:
         added = [b for b in new if b not in old and b not in self.handles]
         removed = [b for b in old if b not in new and b in self.handles]
         changed = [g for g in plan.changed_groups if g in self.handles and g not in removed]
+        # A backend whose service cinder could not create at start (or at an
+        # earlier reload's replacement) has no worker: each reload tries again.
+        retried = [b for b in self.missing() if b not in removed and (membership is None or b in new)]
         results: dict[str, WorkerResult] = {}
         if membership is not None:
             membership_results = self._change_membership(plan, membership, added, removed)
             results.update(membership_results)
+        for name in retried:
+            results[name] = self.add(name, plan, member=False)
 
         def replace_worker(name: str) -> None:
             try:
@@ -290,8 +313,8 @@ class BackendWorkers:
         # reload that changed nothing anywhere: that SIGHUP is how operators
         # make cinder drop its cached RPC version pins after a rolling
         # upgrade, and the worker's reset() does it, as oslo.service's did.
-        untouched = bool(changed or added or removed) and not live
-        for name in sorted(set(self.handles) - set(changed) - set(added) - set(removed)):
+        untouched = bool(changed or added or removed or retried) and not live
+        for name in sorted(set(self.handles) - set(changed) - set(added) - set(removed) - set(retried)):
             if untouched:
                 pid = self.handles[name].pid
                 results[name] = WorkerResult(name, pid, True, f"{name} (pid {pid}): unchanged")
@@ -337,11 +360,15 @@ class BackendWorkers:
             plan.overrides.set([replace(membership, new=running)])
         return results
 
-    def add(self, name: str, plan: WorkerPlan) -> WorkerResult:
-        """A backend new in ``enabled_backends``: its worker comes up through cinder's own start path."""
-        assert self._membership is not None
-        LOG.info("reload #%d: backend %s added: starting its worker", plan.generation, name)
-        self._membership(name, True)
+    def add(self, name: str, plan: WorkerPlan, *, member: bool = True) -> WorkerResult:
+        """A backend new in ``enabled_backends`` (or one with no worker): it comes up through cinder's start path.
+
+        ``member``: a new backend, which a failure leaves out of the list;
+        else one already listed, which stays listed (and is retried).
+        """
+        LOG.info("reload #%d: backend %s: starting its worker", plan.generation, name)
+        if member and self._membership is not None:
+            self._membership(name, True)
         undo = plan.overrides.set(plan.changes_of(name))  # its section as the files say (a retry after a failure)
         new, why = _Launch(self, name, strict=True).fork(plan.timeout)
         if new is not None and why is None:
@@ -361,9 +388,11 @@ class BackendWorkers:
         with self._lock:
             if new is not None and self.handles.get(name) is new:
                 del self.handles[name]
-        self._membership(name, False)
-        LOG.error("reload #%d: backend %s could not be added: %s", plan.generation, name, why)
-        return WorkerResult(name, None, False, f"{name}: could not be added: {why}", failed_groups={name: str(why)})
+        if member and self._membership is not None:
+            self._membership(name, False)
+        what = "added" if member else "started"
+        LOG.error("reload #%d: backend %s could not be %s: %s", plan.generation, name, what, why)
+        return WorkerResult(name, None, False, f"{name}: could not be {what}: {why}", failed_groups={name: str(why)})
 
     def remove(self, name: str, plan: WorkerPlan) -> WorkerResult:
         """A backend gone from ``enabled_backends``: drained, then its worker leaves."""

@@ -47,7 +47,9 @@ def volume_config(workdir: Path, **overrides: str) -> str:
             f"log_dir = {workdir}",
             "debug = false",
         ],
-        "database": [f"connection = sqlite:///{workdir}/cinder.sqlite"],
+        # Several processes write to it (the main process, each backend):
+        # wait for a lock up to 30 s, not pysqlite's 5 s (seen failing under load).
+        "database": [f"connection = sqlite:///{workdir}/cinder.sqlite?timeout=30"],
         "oslo_concurrency": [f"lock_path = {workdir}/lock"],
         # The log driver: reload events become log lines we can read.
         "oslo_messaging_notifications": ["driver = log"],

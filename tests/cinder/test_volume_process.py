@@ -271,6 +271,26 @@ def test_backends_are_added_and_removed_live(start_cinder: Start, cinder_venv: P
         assert volume.pids() == {main, fake1, fake3, volume.worker_pid("fake4")}
 
 
+def test_a_backend_cinder_could_not_create_at_start_is_reported_and_retried(start_cinder: Start) -> None:
+    """cinder's start goes on without a backend whose service it cannot create; so do we, and say so."""
+    broken_driver = "cinder.tests.fake_driver.NoSuchDriver"
+    volume = start_cinder(
+        config=lambda workdir: volume_config(workdir).replace(
+            f"volume_driver = {FAKE_DRIVER}", f"volume_driver = {broken_driver}", 1
+        )
+    )
+    ready = [m for m in volume.notify.messages if m.get("READY") == "1"]
+    assert "fake1: not started" in ready[0]["STATUS"], ready
+    fake2 = volume.worker_pid("fake2")
+    assert volume.pids() == {volume.pid, fake2}
+    # The driver fixed, a reload brings it up; fake2 is not touched.
+    volume.edit(volume.config_file.read_text().replace(broken_driver, FAKE_DRIVER))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    assert volume.pids() == {volume.pid, fake2, volume.worker_pid("fake1")}
+    assert volume.state()["reinitialized"] == ["fake1"]
+
+
 def test_a_worker_that_does_not_answer_fails_the_cycle_without_hanging_it(start_cinder: Start) -> None:
     volume = start_cinder()
     fake2 = volume.worker_pid("fake2")

@@ -103,7 +103,8 @@ def _format_status(doc: dict[str, Any]) -> str:
         lines.append(f"  now reloading: {doc['in_progress'].get('phase')}")
     for title, key in (("applied", "changed"), ("not applied", "not_applied"), ("pending restart", "pending_restart")):
         for change in doc.get(key) or []:
-            lines.append(f"  {title}: [{change['group']}] {change['option']}: {change['old']!r} -> {change['new']!r}")
+            line = f"  {title}: [{change['group']}] {change['option']}: {change['old']!r} -> {change['new']!r}"
+            lines.append(line + (f" ({change['reason']})" if change.get("reason") else ""))
     if doc.get("reinitialized"):
         lines.append("  re-initialised: " + ", ".join(doc["reinitialized"]))
     for group, why in (doc.get("failed_groups") or {}).items():

@@ -73,6 +73,7 @@ class ReloadEngine:
         state_dir: str | os.PathLike[str] | None = None,
         drain_timeout: float = 60.0,
         restart_only: Collection[OptKey] = (),
+        restart_reasons: Mapping[OptKey, str] | None = None,
         handle_sigterm: bool = False,
         slow_drain_after: float = 3.0,
         event_prefix: str | None = None,
@@ -92,6 +93,8 @@ class ReloadEngine:
         self.state_file: Path = state_path(service, runtime_dir(override=state_dir))
         self.drain_timeout = drain_timeout
         self.restart_only = frozenset(restart_only)
+        #: Why each restart-only option needs a restart, for the operator.
+        self.restart_reasons = dict(restart_reasons or {})
         self.slow_drain_after = slow_drain_after
         self.event_prefix = event_prefix or service
         #: A main process's workers: after this process's own cycle succeeded
@@ -284,6 +287,7 @@ class ReloadEngine:
             duration=self._clock() - started,
             secrets=secrets,
             extra={"waits": self.gates.wait_stats()},
+            restart_reasons=self.restart_reasons,
         )
         self.last_report = report
         with self._lock:

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .cycle import CycleResult
-from .diff import ChangeKind, OptionChange, mask_text
-from .state import StateDocument, WorkerRecord
+from .diff import ChangeKind, OptionChange, OptKey, mask_text
+from .state import ChangeRecord, StateDocument, WorkerRecord
 
 __all__ = ["STATUS_FAILED_PREFIX", "build_report", "status_line"]
 
@@ -82,6 +82,16 @@ def _masked_worker(record: WorkerRecord, secrets: list[str]) -> WorkerRecord:
     return masked
 
 
+#: Why an option that nothing applies live needs a restart.
+NO_LIVE_PATH = "read once when the process starts; no live path applies it yet"
+
+
+def _pending(change: OptionChange, reasons: Mapping[OptKey, str]) -> ChangeRecord:
+    record = change.as_dict()
+    record["reason"] = reasons.get(change.key, NO_LIVE_PATH)
+    return record
+
+
 def build_report(
     *,
     service: str,
@@ -94,8 +104,13 @@ def build_report(
     duration: float,
     secrets: Iterable[str] = (),
     extra: Mapping[str, Any] | None = None,
+    restart_reasons: Mapping[OptKey, str] | None = None,
 ) -> StateDocument:
-    """The state-file document for a finished cycle."""
+    """The state-file document for a finished cycle.
+
+    ``restart_reasons``: why each restart-only option needs a restart (the
+    integration knows); any other one gets :data:`NO_LIVE_PATH`.
+    """
     reason = failure_reason(result)
     applied = result.applied
     not_applied = [c for c in result.diff.changes if c not in applied and c.kind is not ChangeKind.RESTART]
@@ -114,7 +129,7 @@ def build_report(
         "not_applied": [c.as_dict() for c in not_applied],
         "reinitialized": list(result.reinitialized),
         "failed_groups": {g: mask_text(why, secrets) for g, why in sorted(result.failed_groups.items())},
-        "pending_restart": [c.as_dict() for c in result.pending_restart],
+        "pending_restart": [_pending(c, restart_reasons or {}) for c in result.pending_restart],
         "problems": [mask_text(str(p), secrets) for p in result.problems],
         "workers": [_masked_worker(w.as_dict(), secrets) for w in result.workers],
         "phase": "idle",

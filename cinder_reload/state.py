@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "DEFAULT_RUNTIME_DIR",
@@ -37,6 +37,8 @@ class ChangeRecord(TypedDict):
     old: Any
     new: Any
     applied: str  # live | reinit | restart
+    #: Why a restart is needed (pending-restart entries only).
+    reason: NotRequired[str]
 
 
 class WorkerRecord(TypedDict, total=False):

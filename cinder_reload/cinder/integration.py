@@ -15,6 +15,7 @@ from ..engine import ReloadEngine
 from ..events import EventSink, OsloMessagingEvents
 from ..notify import SystemdNotifier
 from ..workers import worker_service_name
+from .options import restart_reasons
 
 __all__ = ["Integration", "WorkerSetup"]
 
@@ -86,6 +87,7 @@ class Integration:
             notifier=self.notifier(),
             state_dir=self.state_dir,
             restart_only=self.restart_only,
+            restart_reasons=restart_reasons(sorted(self.all_worker_groups())),
             drain_timeout=self.drain_timeout,
             candidate_checks=self.candidate_checks,
             **extra,
@@ -102,6 +104,7 @@ class Integration:
             notifier=SystemdNotifier(environ={}),
             state_dir=self.state_dir,
             restart_only=self.restart_only,
+            restart_reasons=restart_reasons(sorted(own)),
             drain_timeout=self.drain_timeout,
             ignored_groups=self.all_worker_groups() - own,
         )

@@ -29,6 +29,8 @@ __all__ = [
     "register_scheduler_opts",
     "register_volume_opts",
     "restart_only",
+    "restart_reasons",
+    "RESTART_REASONS",
 ]
 
 #: The cinder services ``cinder-reload run`` knows, and the module whose
@@ -67,6 +69,44 @@ _PER_SERVICE_RESTART_ONLY: dict[str, tuple[OptKey, ...]] = {
     ),
     "cinder-scheduler": (),
 }
+
+
+_RPC = "the RPC transport is set up once, in the main process, and every worker inherits it"
+_IDENTITY = "the service's identity: its volumes and its service record belong to this name"
+
+#: Why each restart-only option needs a restart, in the operator's words
+#: (shown with every pending-restart entry: STATUS= lists it, `status` and the
+#: state file say why).
+RESTART_REASONS: dict[OptKey, str] = {
+    ("DEFAULT", "transport_url"): _RPC,
+    ("DEFAULT", "control_exchange"): _RPC,
+    ("DEFAULT", "rpc_response_timeout"): _RPC,
+    ("DEFAULT", "host"): _IDENTITY,
+    ("DEFAULT", "cluster"): _IDENTITY + " (Active/Active: the cluster's queue)",
+    # Live on the eventlet backend (a backend added or removed); there the
+    # workers step carries it out and this entry is never shown.
+    ("DEFAULT", "enabled_backends"): "under oslo.service's threading backend (cotyledon) the backends are "
+    "fixed until a restart",
+    ("DEFAULT", "state_path"): "paths derived from it are fixed when the process starts",
+    ("database", "connection"): "oslo.db's engine factory is configured once per process; workers inherit it",
+    ("database", "slave_connection"): "oslo.db's engine factory is configured once per process; workers inherit it",
+    ("oslo_messaging_notifications", "transport_url"): "the notification transport is set up once, at start",
+    ("coordination", "backend_url"): "the coordination backend (tooz) is connected once, at start",
+    ("reload", "drain_timeout"): "read by the reload engine when the service starts",
+    ("reload", "worker_timeout"): "read by the reload engine when the service starts",
+    ("DEFAULT", "backup_workers"): "the number of backup processes is fixed when the service starts",
+    ("DEFAULT", "osapi_volume_listen"): "the API's listening socket is bound once, at start",
+    ("DEFAULT", "osapi_volume_listen_port"): "the API's listening socket is bound once, at start",
+    ("DEFAULT", "osapi_volume_workers"): "the number of API processes is fixed when the service starts",
+    ("DEFAULT", "api_paste_config"): "the WSGI pipeline is loaded once, at start",
+}
+
+
+def restart_reasons(backends: Sequence[str] = ()) -> dict[OptKey, str]:
+    """:data:`RESTART_REASONS`, with each backend's ``backend_host``."""
+    reasons = dict(RESTART_REASONS)
+    reasons.update({(backend, "backend_host"): _IDENTITY for backend in backends})
+    return reasons
 
 
 def restart_only(service: str, backends: Sequence[str] = ()) -> frozenset[OptKey]:

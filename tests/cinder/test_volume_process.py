@@ -191,8 +191,11 @@ def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     assert done.returncode == 0, done.stderr
     assert "pending restart: DEFAULT.transport_url, fake1.backend_host" in done.stdout
     assert volume.pids() == pids
-    pending = {(c["group"], c["option"]) for c in volume.state()["pending_restart"]}
-    assert pending == {("DEFAULT", "transport_url"), ("fake1", "backend_host")}
+    pending = {(c["group"], c["option"]): c["reason"] for c in volume.state()["pending_restart"]}
+    assert set(pending) == {("DEFAULT", "transport_url"), ("fake1", "backend_host")}
+    # Each with the reason a restart is needed.
+    assert "RPC transport is set up once" in pending[("DEFAULT", "transport_url")]
+    assert "identity" in pending[("fake1", "backend_host")]
     status = volume.notify.messages[-1]["STATUS"]
     assert "pending restart: DEFAULT.transport_url" in status
     # Still pending at the next reload, whatever else it changes.

@@ -100,6 +100,11 @@ class WorkerHandle:
             self.started.set()  # a worker that died before reporting has an outcome too: none
 
     @property
+    def ready_at(self) -> float:
+        """CLOCK_MONOTONIC when the worker reported its start (now, if it did not say)."""
+        return float((self.outcome or {}).get("at") or time.monotonic())
+
+    @property
     def ready(self) -> bool:
         return bool(self.outcome and self.outcome.get("event") == "ready")
 
@@ -373,8 +378,7 @@ class BackendWorkers:
         new, why = _Launch(self, name, strict=True).fork(plan.timeout)
         if new is not None and why is None:
             new.wrap.workers = 1
-            assert new.outcome is not None
-            ready_at = float(new.outcome.get("at") or time.monotonic())
+            ready_at = new.ready_at
             return WorkerResult(
                 name,
                 new.pid,
@@ -481,8 +485,7 @@ class BackendWorkers:
                 new.pid,
                 old.pid,
             )
-            assert new.outcome is not None
-            ready_at = float(new.outcome.get("at") or time.monotonic())
+            ready_at = new.ready_at
             return WorkerResult(
                 name,
                 new.pid,
@@ -556,7 +559,7 @@ class BackendWorkers:
                 state += f", but its driver did not initialise either: {back.outcome.get('reason')}"
         else:
             state = f"and starting it on its previous configuration failed too: {back_why}"
-        ready_at = float((back.outcome or {}).get("at") or time.monotonic()) if back else time.monotonic()
+        ready_at = back.ready_at if back else time.monotonic()
         return WorkerResult(
             name,
             back.pid if back else None,

@@ -163,7 +163,7 @@ def bench_volume(sizes: list[int], quick: bool) -> list[dict[str, Any]]:
     """A change to one of N backends: what it costs, against a restart of the same unit."""
     rows: list[dict[str, Any]] = []
     for n in sizes:
-        reloads = 3 if quick or n >= 50 else 7
+        reloads = 3 if quick else 7
         restarts = 1 if quick or n >= 10 else 3
         log(f"volume: starting the stack with {n} backends")
         started = time.monotonic()

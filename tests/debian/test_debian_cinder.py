@@ -232,3 +232,35 @@ def test_cinder_api_under_the_dropin_is_cinders_own_server_and_reloads(debian_ci
         assert after["MainPID"] == main and after["ActiveState"] == "active" and versions(port) == 300
     finally:
         debian_cinder.manager.stop(unit, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["cinder-scheduler", "cinder-backup"])
+def test_scheduler_and_backup_under_the_dropins_reload_in_place(debian_cinder: DebianCinder, name: str) -> None:
+    """Debian's cinder-scheduler/-backup units + the drop-ins, Debian's cinder code: a reload
+    exits 0 with the same process, a broken file fails the command and keeps it running."""
+    unit = f"{name}.service"
+    extra = (
+        # No volume service reports to this scheduler: do not wait 60 s for one (cinder's default).
+        "scheduler_driver_init_wait_time = 1\n"
+        "backup_driver = cinder.backup.drivers.posix.PosixBackupDriver\n"
+        "backup_posix_path = /var/lib/cinder/backups\n"
+    )
+    debian_cinder.install_user_units(name)
+    debian_cinder.write_config(volume_config(extra=extra))
+    started = debian_cinder.manager.start(unit, timeout=200)
+    try:
+        assert started.ok, f"{started}\n{debian_cinder.manager.systemctl('status', unit).output}"
+        main = debian_cinder.manager.wait_for(unit, ActiveState="active", SubState="running")["MainPID"]
+        debian_cinder.write_config(volume_config(extra=extra + "debug = true\n"))
+        result = debian_cinder.manager.reload(unit)
+        after = debian_cinder.manager.show(unit)
+        assert result.ok and after["StatusText"].startswith("Reload #1 ok"), (result, after)
+        assert after["MainPID"] == main, after
+
+        debian_cinder.write_config(volume_config(extra=extra) + "[broken\n")
+        result = debian_cinder.manager.reload(unit)
+        after = debian_cinder.manager.show(unit)
+        assert result.returncode != 0 and "Invalid section" in after["StatusText"], (result, after)
+        assert after["MainPID"] == main and after["ActiveState"] == "active", after
+    finally:
+        debian_cinder.manager.stop(unit, timeout=120)

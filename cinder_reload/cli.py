@@ -11,18 +11,22 @@ Exit statuses follow LSB where a service manager reads them: 0 success,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .state import read_state, runtime_dir, state_path
-from .waiter import Outcome, read_pidfile, signal_and_wait
+from .state import StateUnreadable, load_state, runtime_dir, state_path
+from .waiter import ACK_TIMEOUT, Outcome, pid_alive, read_pidfile, signal_and_wait
 
 if TYPE_CHECKING:
     from oslo_config import cfg
+
+    from .lint import CheckHints
 
 __all__ = ["main"]
 
@@ -65,7 +69,15 @@ def cmd_signal(args: argparse.Namespace) -> int:
     else:
         pid = args.pid
     progress = _progress_printer()
-    result = signal_and_wait(pid, _state_file(args), wait=args.wait, timeout=args.timeout, progress=progress)
+    result = signal_and_wait(
+        pid,
+        _state_file(args),
+        wait=args.wait,
+        timeout=args.timeout,
+        progress=progress,
+        service=args.service,
+        ack_timeout=args.ack_timeout,
+    )
     if progress is not None:
         sys.stderr.write("\r" + " " * 40 + "\r")
     stream = sys.stdout if result.outcome is Outcome.OK else sys.stderr
@@ -118,7 +130,11 @@ def _format_worker(worker: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     path = _state_file(args)
-    doc = read_state(path)
+    try:
+        doc = load_state(path)
+    except StateUnreadable as exc:
+        print(f"{args.service}: cannot show the reload state: {exc}", file=sys.stderr)
+        return 4  # LSB status: "program or service status is unknown"
     if doc is None:
         print(f"{args.service}: no reload state at {path} (not running under cinder-reload?)", file=sys.stderr)
         return 3
@@ -126,16 +142,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if doc.get("result") == "ok" else 1
 
 
-def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], None]:
+def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], CheckHints | None]:
     from importlib import metadata
 
     if spec:
         module, _, func = spec.partition(":")
-        provider: Callable[[cfg.ConfigOpts], None] = getattr(importlib.import_module(module), func or "register_opts")
+        provider: Callable[[cfg.ConfigOpts], CheckHints | None] = getattr(
+            importlib.import_module(module), func or "register_opts"
+        )
         return provider
     for entry in metadata.entry_points(group=OPTIONS_ENTRY_POINTS):
         if entry.name == service:
-            loaded: Callable[[cfg.ConfigOpts], None] = entry.load()
+            loaded: Callable[[cfg.ConfigOpts], CheckHints | None] = entry.load()
             return loaded
     known = sorted(e.name for e in metadata.entry_points(group=OPTIONS_ENTRY_POINTS))
     raise SystemExit(
@@ -144,24 +162,133 @@ def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpt
     )
 
 
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """No library chatter on the operator's terminal while ``check`` runs.
+
+    Importing cinder prints eventlet's deprecation warning; oslo.config logs
+    its own deprecation notices through the root logger (Python's last-resort
+    handler prints them); argparse prints a usage message for a file's bad
+    value of a CLI option (``debug = maybe``).  ``check`` reports each of
+    those itself, once, in its own list.
+    """
+    # Imported here: `signal` (every reload's ExecReload=) never needs them.
+    import io
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    null = logging.NullHandler()
+    root.addHandler(null)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeHandler(null)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the files as a reload would, then lint them as oslo-config-validator would.
+
+    Exit 0: valid (warnings, if any, on stderr; ``--strict`` makes them
+    fatal).  Exit 1: invalid, every problem listed.  Never a traceback: an
+    error in loading the service's options is reported as one line.
+    """
+    service_args = args.service_args
+    running: dict[str, Any] | None = None
+    if args.running:
+        try:
+            running = load_state(_state_file(args).with_name(f"{args.service}.running.json"))
+        except StateUnreadable as exc:
+            print(f"{args.service}: cannot compare with the running service: {exc}", file=sys.stderr)
+            return 1
+        if running is None or not pid_alive(int(running.get("pid") or 0)):
+            print(
+                f"{args.service}: not running under cinder-reload (nothing recorded in {_state_file(args).parent}); "
+                "check the files without --running",
+                file=sys.stderr,
+            )
+            return 1
+        # The running service's own command line, unless one is given: the
+        # options provider reads it after "--" (cinder's enabled_backends).
+        service_args = service_args or list(running.get("args") or [])
+        if "--" not in sys.argv:
+            sys.argv = [*sys.argv, "--", *service_args]
+    try:
+        with _quiet_libraries():
+            errors, found_warnings = _check(args.service, args.options, service_args)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the options provider (cinder's imports) failed: say so, in one line
+        print(f"{args.service}: cannot check: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    files_label = " ".join(service_args) or "default files"
+    if running is not None:
+        _print_preview(args, running, bool(errors))
+    if errors:
+        print(f"{args.service}: configuration is NOT valid ({len(errors)} problem(s)):", file=sys.stderr)
+        for problem in errors:
+            print(f"  {problem}", file=sys.stderr)
+    for warning in found_warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
+    if errors:
+        return 1
+    if found_warnings:
+        print(f"{args.service}: configuration OK with {len(found_warnings)} warning(s) ({files_label})")
+        return 1 if args.strict else 0
+    print(f"{args.service}: configuration OK ({files_label})")
+    return 0
+
+
+def _print_preview(args: argparse.Namespace, running: dict[str, Any], invalid: bool) -> None:
+    """What a reload of the running service would do, change by change (preview.py)."""
+    from .files import FileSnapshot
+    from .preview import describe, preview, running_files
+
+    snapshot = FileSnapshot()
+    texts: list[str] = []
+    for path in running_files(running):
+        try:
+            texts.append(snapshot.text(path))
+        except (OSError, UnicodeDecodeError):
+            continue  # the validation names the file and why
+    lines = describe(preview(running, texts))
+    head = f"{args.service} (pid {running.get('pid')}): a reload now would "
+    if invalid:
+        print(head + "FAIL and change nothing; what the files change:")
+    else:
+        print(head + ("change:" if lines else "change nothing (the files are what it runs)"))
+    for line in lines:
+        print(f"  {line}")
+    try:
+        state = load_state(_state_file(args))
+    except StateUnreadable:
+        state = None
+    for change in (state or {}).get("pending_restart") or []:
+        print(f"  still pending a restart from an earlier reload: [{change['group']}] {change['option']}")
+
+
+def _check(service: str, options: str | None, service_args: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """``(errors, warnings)`` for the service's files; secrets masked in both."""
     # Imported here: `signal` (what systemctl reload waits on) must start fast.
     from oslo_config import cfg
 
-    from .config import ConfigInvalid, load_candidate
+    from .config import ConfigInvalid, load_candidate, mask_problems
+    from .files import FileSnapshot
+    from .lint import CheckHints, known_options, lint_files
 
     conf = cfg.ConfigOpts()
-    _options_provider(args.service, args.options)(conf)
-    service_args = args.service_args
+    returned = _options_provider(service, options)(conf)
+    hints = returned if isinstance(returned, CheckHints) else CheckHints()
+    files = FileSnapshot()
+    errors: list[Any] = []
     try:
-        load_candidate(conf, args=service_args)
+        load_candidate(conf, args=service_args, files=files)
     except ConfigInvalid as exc:
-        print(f"{args.service}: configuration is NOT valid ({len(exc.problems)} problem(s)):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    print(f"{args.service}: configuration OK ({' '.join(service_args) or 'default files'})")
-    return 0
+        errors = list(exc.problems)
+    lint_errors, lint_warnings = lint_files(files.texts(), known_options(conf, hints), hints.required_sections)
+    return errors + mask_problems(lint_errors, conf, files), mask_problems(lint_warnings, conf, files)
 
 
 CORE_COMMANDS = frozenset({"signal", "status", "check"})
@@ -183,6 +310,13 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     target.add_argument("--pidfile")
     p.add_argument("--wait", action="store_true", help="block until the reload finished; exit 1 if it failed")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
+    p.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=ACK_TIMEOUT,
+        help=f"seconds an idle service may take to record that the reload began (default {ACK_TIMEOUT:g}); "
+        "past them it cannot write its state file and the wait ends at once",
+    )
     p.set_defaults(func=cmd_signal)
 
     p = service_parser("status", "show the last reload of a service")
@@ -195,6 +329,13 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
         "the service's own arguments follow --, e.g. -- --config-file /etc/cinder/cinder.conf",
     )
     p.add_argument("--options", metavar="MODULE:FUNC", help="function registering the service's options")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too (unknown or duplicate options...)")
+    p.add_argument(
+        "--running",
+        action="store_true",
+        help="also show what a reload of the running service would do, change by change "
+        "(its own command line is used unless one follows --)",
+    )
     p.set_defaults(func=cmd_check)
 
     for module, function in EXTRA_COMMANDS if extras else ():

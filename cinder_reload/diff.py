@@ -23,7 +23,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .state import ChangeRecord
 
-__all__ = ["ChangeKind", "ConfigDiff", "OptionChange", "OptionValue", "OptKey", "diff_values", "raw_changes", "MASK"]
+__all__ = [
+    "ChangeKind",
+    "ConfigDiff",
+    "OptionChange",
+    "OptionValue",
+    "OptKey",
+    "classify",
+    "diff_values",
+    "raw_changes",
+    "MASK",
+]
 
 MASK = "****"
 DEFAULT_GROUP = "DEFAULT"
@@ -126,6 +136,19 @@ def _group_order(group: str) -> tuple[int, str]:
     return (0 if group == DEFAULT_GROUP else 1, group)
 
 
+def classify(
+    key: OptKey, mutable: bool, reinit_groups: Collection[str], restart_only: Collection[OptKey]
+) -> ChangeKind:
+    """How a change of option ``key`` takes effect (the rules of :func:`diff_values`)."""
+    if key in restart_only:
+        return ChangeKind.RESTART
+    if mutable:
+        return ChangeKind.LIVE
+    if key[0] in reinit_groups:
+        return ChangeKind.REINIT
+    return ChangeKind.RESTART
+
+
 def diff_values(
     old: Mapping[OptKey, OptionValue],
     new: Mapping[OptKey, OptionValue],
@@ -144,17 +167,9 @@ def diff_values(
         before, after = old[key], new[key]
         if before.value == after.value:
             continue
-        group, _name = key
-        if key in restart_only:
-            kind = ChangeKind.RESTART
-        elif after.mutable:
-            kind = ChangeKind.LIVE
-        elif group in reinit_groups:
-            kind = ChangeKind.REINIT
-        else:
-            kind = ChangeKind.RESTART
+        kind = classify(key, after.mutable, reinit_groups, restart_only)
         changes.append(
-            OptionChange(group, key[1], before.value, after.value, kind, before.secret or after.secret, after.mutable)
+            OptionChange(key[0], key[1], before.value, after.value, kind, before.secret or after.secret, after.mutable)
         )
     return ConfigDiff(tuple(changes))
 

@@ -34,13 +34,15 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import snapshot
+from .config import CandidateLoader, ConfigProblem, registered_options
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
 from .events import EventSink, LoggingEvents, emit_all
+from .masking import SecretLogFilter, secret_names, secret_values_in_parsed
 from .notify import SystemdNotifier, monotonic_usec
 from .phases import Phase, PhaseMachine
+from .preview import running_document
 from .reinit import ReinitRegistry
 from .report import build_report, failure_reason, status_line
 from .signals import SignalInbox
@@ -77,6 +79,7 @@ class ReloadEngine:
         workers: Workers | None = None,
         worker_timeout: float | None = None,
         ignored_groups: Collection[str] = (),
+        candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -97,11 +100,14 @@ class ReloadEngine:
         self.workers = workers
         self.worker_timeout = worker_timeout if worker_timeout is not None else drain_timeout + 60.0
         self.ignored_groups = frozenset(ignored_groups)
+        self.candidate_checks = tuple(candidate_checks)
         self._clock = clock
         self._wall_clock = wall_clock
         self.inbox = SignalInbox((signal.SIGHUP, signal.SIGTERM) if handle_sigterm else (signal.SIGHUP,))
         self.machine = PhaseMachine()
         self.overrides = Overrides(conf)
+        #: Validation's scratch object, built once for the life of the process.
+        self.loader = CandidateLoader(conf)
         self.generation = 0
         self.last_report: StateDocument | None = None
         self._reload_pending = False
@@ -151,6 +157,7 @@ class ReloadEngine:
                 "workers": workers or [],
             }
         )
+        self._write_running()
         self.notifier.ready(status)
         LOG.info("%s ready (pid %d); SIGHUP reloads %s", self.service, os.getpid(), self._files_label())
         self.inbox.wake()
@@ -178,6 +185,24 @@ class ReloadEngine:
 
     def run(self) -> None:
         """The loop: wait for a signal, act on it, until stopped."""
+        with self._masked_logs():
+            self._loop()
+
+    @contextmanager
+    def _masked_logs(self) -> Iterator[None]:
+        """While the loop runs, this package's log records carry no secret (masking.SecretLogFilter)."""
+        log_filter = SecretLogFilter(self._secret_values)
+        names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] == "cinder_reload"]
+        loggers = [logging.getLogger(name) for name in sorted(names)]
+        for logger in loggers:
+            logger.addFilter(log_filter)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(log_filter)
+
+    def _loop(self) -> None:
         while True:
             self.inbox.wait()
             for signum in self.inbox.take():
@@ -211,6 +236,11 @@ class ReloadEngine:
             "started_monotonic": started_monotonic,
             "phase": Phase.VALIDATING.value,
         }
+        # The state file first: `signal --wait` takes this write as the sign
+        # that its SIGHUP arrived (waiter.ACK_TIMEOUT), and a notification
+        # bus that is slow to take the start event must not delay it.
+        base = dict(self.last_report or {"service": self.service, "pid": os.getpid(), "generation": 0})
+        self._write({**base, "phase": Phase.VALIDATING.value, "in_progress": dict(self._current)})
         LOG.info("reload #%d started (SIGHUP): re-reading %s", generation, self._files_label())
         emit_all(
             self.events,
@@ -232,6 +262,8 @@ class ReloadEngine:
             generation=generation,
             worker_timeout=self.worker_timeout,
             ignored=self.ignored_groups,
+            loader=self.loader,
+            candidate_checks=self.candidate_checks,
         )
         try:
             result = cycle.run()
@@ -256,9 +288,16 @@ class ReloadEngine:
         self.last_report = report
         with self._lock:
             self.machine.advance(Phase.IDLE)
-        self._write(report)
+        unwritten = self._write(report)
         status = mask_text(status_line(result, generation), secrets)
+        if unwritten:
+            # Where else would the operator learn it: `signal --wait` and
+            # `status` read that file.
+            status = f"{status} (state file not written: {unwritten})"
         self.notifier.ready(status)
+        # After READY=1: every option of a 50-backend service, a convenience
+        # for `check --running`, not part of the reload the operator waits for.
+        self._write_running()
         if report["result"] == "ok":
             LOG.info("reload #%d ok in %.3fs: %s", generation, report["duration_s"], status)
         else:
@@ -305,17 +344,53 @@ class ReloadEngine:
         with self._lock:
             self.machine.advance(Phase.STOPPED)
 
-    def _write(self, document: Mapping[str, Any]) -> None:
+    def _write(self, document: Mapping[str, Any]) -> str | None:
+        """Write the state file; return why it could not be written, or None."""
         try:
             write_state(self.state_file, document)
         except OSError as exc:
             LOG.warning("could not write reload state file %s: %s", self.state_file, exc)
+            return f"{self.state_file}: {exc.strerror or exc}"
+        return None
+
+    def _write_running(self) -> None:
+        """What ``check --running`` compares the files with (preview.py)."""
+        worker_groups = frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+        try:
+            document = running_document(
+                self.conf,
+                service=self.service,
+                pid=os.getpid(),
+                reinit_groups=self.reinitializers.groups() | worker_groups,
+                worker_groups=worker_groups,
+                restart_only=self.restart_only,
+                ignored=self.ignored_groups,
+            )
+            write_state(self.state_file.with_name(f"{self.service}.running.json"), document)
+        except (OSError, cfg.Error) as exc:  # a preview is a convenience: never a reason to fail a reload
+            LOG.warning("could not record the running configuration for `check --running`: %s", exc)
 
     def _secret_values(self) -> list[str]:
+        """Every secret this process could quote: running values and what the files say.
+
+        The files' values (parsed by oslo.config, so after a reload the new
+        ones) cover a secret pinned to its old value pending a restart, a
+        multi-line one, and a driver's password option that only its worker
+        registers (masking.SecretNames falls back to the key's name there).
+        """
         values: list[str] = []
-        for option in snapshot(self.conf).values():
-            if option.secret and option.value:
-                values.append(str(option.value))
+        secrets = [reg for reg in registered_options(self.conf) if reg.opt.secret]
+        for reg in secrets:
+            group = None if reg.group == "DEFAULT" else reg.group
+            try:
+                value = self.conf[reg.opt.dest] if group is None else self.conf[group][reg.opt.dest]
+            except (cfg.Error, ValueError):
+                continue
+            if value:
+                values.append(str(value))
+        names = secret_names(reg.opt for reg in registered_options(self.conf))
+        parsed = getattr(getattr(self.conf, "_namespace", None), "_parsed", None) or []
+        values.extend(secret_values_in_parsed(parsed, names))
         return values
 
     def _files_label(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .cycle import CycleResult
 from .diff import ChangeKind, OptionChange, mask_text
-from .state import StateDocument
+from .state import StateDocument, WorkerRecord
 
 __all__ = ["STATUS_FAILED_PREFIX", "build_report", "status_line"]
 
@@ -68,6 +68,20 @@ def status_line(result: CycleResult, generation: int) -> str:
     return text if len(text) <= STATUS_MAX else text[: STATUS_MAX - 3] + "..."
 
 
+def _masked_worker(record: WorkerRecord, secrets: list[str]) -> WorkerRecord:
+    """A worker's record with its free text masked: a driver's error may quote a password."""
+    masked: WorkerRecord = {**record}
+    if "message" in masked:
+        masked["message"] = mask_text(masked["message"], secrets)
+    if masked.get("reason"):
+        masked["reason"] = mask_text(str(masked["reason"]), secrets)
+    if "failed_groups" in masked:
+        masked["failed_groups"] = {g: mask_text(why, secrets) for g, why in masked["failed_groups"].items()}
+    if "problems" in masked:
+        masked["problems"] = [mask_text(p, secrets) for p in masked["problems"]]
+    return masked
+
+
 def build_report(
     *,
     service: str,
@@ -102,7 +116,7 @@ def build_report(
         "failed_groups": {g: mask_text(why, secrets) for g, why in sorted(result.failed_groups.items())},
         "pending_restart": [c.as_dict() for c in result.pending_restart],
         "problems": [mask_text(str(p), secrets) for p in result.problems],
-        "workers": [w.as_dict() for w in result.workers],
+        "workers": [_masked_worker(w.as_dict(), secrets) for w in result.workers],
         "phase": "idle",
         "in_progress": None,
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
@@ -20,7 +19,9 @@ __all__ = [
     "STATE_DIR_ENV",
     "ChangeRecord",
     "StateDocument",
+    "StateUnreadable",
     "WorkerRecord",
+    "load_state",
     "read_state",
     "runtime_dir",
     "state_path",
@@ -119,6 +120,8 @@ def state_path(service: str, directory: Path) -> Path:
 
 
 def write_state(path: Path, state: Mapping[str, Any]) -> None:
+    import tempfile  # here: the readers (`signal --wait`, ExecReload=) never need it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -127,7 +130,10 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        # The service's user and group only: the document names options,
+        # backends and reasons an operator needs, not everyone on the host
+        # (secrets are masked, but a masked file is still nobody else's).
+        os.chmod(tmp, 0o640)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -137,11 +143,40 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
         raise
 
 
-def read_state(path: Path) -> dict[str, Any] | None:
-    """The state document, or None when there is none (yet)."""
+class StateUnreadable(Exception):
+    """A state file that exists but cannot be read as a state document."""
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The state document, None when there is none (yet); raises
+    :class:`StateUnreadable` with the reason for anything else at ``path``
+    (a directory, no permission, not JSON, not a JSON object)."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except IsADirectoryError:
+        raise StateUnreadable(f"{path} is a directory, not a state file") from None
+    except PermissionError:
+        raise StateUnreadable(f"{path} is not readable by uid {os.getuid()} (permission denied)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StateUnreadable(f"{path} is not a state file (not JSON: {exc})") from None
+    except OSError as exc:
+        raise StateUnreadable(f"{path} cannot be read: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise StateUnreadable(f"{path} is not a state file (JSON, but not an object)")
+    return data
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The state document, or None when there is none or it cannot be read.
+
+    For pollers (``signal --wait``, a main process reading its workers'):
+    the engine replaces the file atomically, so garbage there now is gone
+    after its next write.
+    """
+    try:
+        return load_state(path)
+    except StateUnreadable:
+        return None

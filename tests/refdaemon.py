@@ -9,7 +9,7 @@ can hold operations in flight across a reload.
 Options (oslo.config):
   [DEFAULT] debug (mutable), greeting (immutable, restart-only), op_seconds
             (mutable), reinit_seconds (mutable: makes a re-initialisation take
-            measurable time), drain_timeout
+            measurable time), drain_timeout, token (mutable, secret)
   [backend1], [backend2] label, password (secret), fail_reinit
 
 Run: python tests/refdaemon.py --config-file FILE --socket PATH [--pidfile F] [--eventlet]
@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
 from cinder_reload import GroupChange, ReloadEngine  # noqa: E402
+from cinder_reload.lint import CheckHints  # noqa: E402
 
 LOG = logging.getLogger("refdaemon")
 BACKENDS = ("backend1", "backend2")
@@ -45,6 +46,7 @@ DEFAULT_OPTS = [
     cfg.FloatOpt("op_seconds", default=0.0, min=0.0, mutable=True, help="time each request takes"),
     cfg.FloatOpt("reinit_seconds", default=0.0, min=0.0, mutable=True, help="time a re-initialisation takes"),
     cfg.FloatOpt("drain_timeout", default=30.0, min=0.1, help="seconds a reload may wait for requests"),
+    cfg.StrOpt("token", secret=True, mutable=True, help="a mutable secret: applied live, never shown"),
     cfg.FloatOpt(
         "drain_report_seconds",
         default=3.0,
@@ -67,13 +69,29 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
         conf.register_opts(BACKEND_OPTS, group=name)
 
 
+def register_check_opts(conf: cfg.ConfigOpts) -> CheckHints:
+    """Options provider for ``check`` tests: the daemon's, plus the kinds a
+    real service has that the daemon does not need: a CLI flag whose value
+    may come from the file (oslo.log's ``--debug``), a deprecated name, an
+    option deprecated for removal, and backend sections the configuration
+    requires (cinder's ``enabled_backends``)."""
+    register_opts(conf)
+    conf.register_cli_opt(cfg.BoolOpt("verbose", default=False, help="a CLI flag, like oslo.log's --debug"))
+    conf.register_opt(cfg.StrOpt("motd", deprecated_name="banner", help="renamed from banner"))
+    conf.register_opt(cfg.StrOpt("old_knob", deprecated_for_removal=True, help="going away"))
+    return CheckHints(required_sections=BACKENDS)
+
+
 class Backend:
     """Stands in for a Cinder volume driver: built from its config group."""
 
     def __init__(self, conf: cfg.ConfigOpts, name: str, generation: int) -> None:
         group = getattr(conf, name)
         if group.fail_reinit:
-            raise RuntimeError(f"{name}: driver refused to initialise (fail_reinit = true)")
+            # Quoting its credentials, as a driver's connection error quotes a URL.
+            raise RuntimeError(
+                f"{name}: driver refused to initialise (fail_reinit = true) with password {group.password}"
+            )
         self.name = name
         self.label = group.label
         self.generation = generation

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
 
+from ..config import ConfigProblem
 from ..diff import OptKey
 from ..engine import ReloadEngine
 from ..events import EventSink, OsloMessagingEvents
@@ -38,6 +39,17 @@ class Integration:
     publisher: str = "volume"
     #: oslo.service's threading backend (cotyledon) rather than eventlet.
     threading_backend: bool = False
+    #: The service's own rules on a candidate configuration (ReloadCycle.candidate_checks).
+    candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
+
+    def set_worker_group(self, name: str, present: bool) -> None:
+        """A worker (cinder-volume: a backend) added or removed while the service runs."""
+        groups = dict(self.worker_groups)
+        if present:
+            groups[name] = [name]
+        else:
+            groups.pop(name, None)
+        self.worker_groups = groups
 
     @property
     def drain_timeout(self) -> float:
@@ -75,6 +87,7 @@ class Integration:
             state_dir=self.state_dir,
             restart_only=self.restart_only,
             drain_timeout=self.drain_timeout,
+            candidate_checks=self.candidate_checks,
             **extra,
         )
 

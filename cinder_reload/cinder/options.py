@@ -10,11 +10,16 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from ..config import registered_options
+from ..config import ConfigProblem, registered_options
 from ..diff import OptKey
+from ..lint import CheckHints
+
+#: cinder's own default for ``volume_driver`` (cinder.volume.manager).
+DEFAULT_VOLUME_DRIVER = "cinder.volume.drivers.lvm.LVMVolumeDriver"
 
 __all__ = [
     "config_args",
+    "missing_backend_sections",
     "default_restart_only_except",
     "RELOAD_OPTS",
     "SERVICES",
@@ -103,13 +108,62 @@ def _service_args() -> list[str]:
     return argv[argv.index("--") + 1 :] if "--" in argv else []
 
 
-def _register_service_opts(conf: cfg.ConfigOpts, service: str) -> None:
+#: oslo.config.opts namespaces whose options cinder reads (its own
+#: config-generator list, cinder/config/cinder-config-generator.conf, less
+#: ``cinder`` itself, whose list imports every optional driver dependency).
+LIBRARY_NAMESPACES = (
+    "castellan.config",
+    "keystonemiddleware.auth_token",
+    "os_brick",
+    "osprofiler",
+    "oslo.concurrency",
+    "oslo.config",
+    "oslo.db",
+    "oslo.log",
+    "oslo.messaging",
+    "oslo.middleware",
+    "oslo.policy",
+    "oslo.privsep",
+    "oslo.reports",
+    "oslo.service.periodic_task",
+    "oslo.service.service",
+    "oslo.service.sslutils",
+    "oslo.service.wsgi",
+    "oslo.versionedobjects",
+)
+
+
+def _library_opts() -> list[tuple[str, cfg.Opt]]:
+    """``(group, opt)`` for every option of :data:`LIBRARY_NAMESPACES` that loads.
+
+    What oslo-config-validator knows from the same entry points; a namespace
+    whose package is not installed is skipped (cinder would not read it either).
+    """
+    from importlib import metadata
+
+    found: list[tuple[str, cfg.Opt]] = []
+    for entry in metadata.entry_points(group="oslo.config.opts"):
+        if entry.name not in LIBRARY_NAMESPACES:
+            continue
+        try:
+            listed = entry.load()()
+        except Exception:  # an optional library that is absent or broken: not ours to report
+            continue
+        for group, opts in listed:
+            name = getattr(group, "name", group) or "DEFAULT"
+            found.extend((str(name), opt) for opt in opts)
+    return found
+
+
+def _register_service_opts(conf: cfg.ConfigOpts, service: str) -> CheckHints:
     """Register what cinder's own entry point for ``service`` registers.
 
     Importing cinder's command module registers its options on
     ``cfg.CONF`` exactly as the running service has them; they are copied
     onto ``conf`` from there.  (It also selects oslo.service's backend, which
-    is harmless in a short-lived ``check``.)
+    is harmless in a short-lived ``check``.)  Returns the options cinder
+    reads later (libraries', lazily registered ones) for ``check``'s
+    unknown-option report.
     """
     import importlib
 
@@ -126,6 +180,50 @@ def _register_service_opts(conf: cfg.ConfigOpts, service: str) -> None:
         except cfg.DuplicateOptError:
             pass
     register_reload_opts(conf)
+    before = {(reg.group, reg.opt.dest) for reg in registered_options(cfg.CONF)}
+    for module in _LAZY_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception:  # an optional dependency missing here: its options stay unknown (warnings only)
+            continue
+    lazy = [(reg.group, reg.opt) for reg in registered_options(cfg.CONF) if (reg.group, reg.opt.dest) not in before]
+    extra = _library_opts() + lazy
+    return CheckHints(extra=tuple(extra + _auth_plugin_opts(conf, extra)))
+
+
+#: Modules that register options only when cinder first uses them (a call
+#: to nova, glance, the key manager): ``check`` imports them for their names.
+_LAZY_MODULES = (
+    "cinder.compute.nova",
+    "cinder.service_auth",
+    "cinder.image.glance",
+    "cinder.keymgr",
+    "cinder.keymgr.migration",
+    "cinder.volume.volume_utils",
+    "cinder.backup.api",
+)
+
+
+def _auth_plugin_opts(conf: cfg.ConfigOpts, extra: Sequence[tuple[str, cfg.Opt]]) -> list[tuple[str, cfg.Opt]]:
+    """keystoneauth's plugin, session and adapter options in every group with ``auth_type``.
+
+    A plugin's options (``username``, ``project_name``...) are registered
+    only once the plugin ``auth_type`` names is loaded; every plugin's are
+    allowed, as oslo-config-validator's sample data cannot know which.
+    """
+    try:
+        from keystoneauth1 import loading
+    except ImportError:
+        return []
+    opts: list[cfg.Opt] = list(loading.get_session_conf_options()) + list(loading.get_adapter_conf_options())
+    for name in sorted(loading.get_available_plugin_names()):
+        try:
+            opts.extend(loading.get_auth_plugin_conf_options(name))
+        except Exception:  # a plugin that does not load here
+            continue
+    groups = {reg.group for reg in registered_options(conf) if reg.opt.dest == "auth_type"}
+    groups |= {group for group, opt in extra if opt.dest == "auth_type"}
+    return [(group, opt) for group in sorted(groups) for opt in opts]
 
 
 def _volume_backend_opts() -> list[cfg.Opt]:
@@ -150,14 +248,36 @@ def _volume_backend_opts() -> list[cfg.Opt]:
     return [opt for options in lists for opt in options]
 
 
-def register_volume_opts(conf: cfg.ConfigOpts) -> None:
+def _driver_opts(drivers: Sequence[str]) -> list[tuple[str, cfg.Opt]]:
+    """The options the drivers named register when imported (into ``[backend_defaults]``).
+
+    A driver that does not import here is left out: its options are then
+    only unknown to ``check``, which says so as warnings, never errors.
+    """
+    import importlib
+
+    from ..config import registered_options
+
+    for path in drivers:
+        module = path.rpartition(".")[0]
+        try:
+            importlib.import_module(module)
+        except Exception:  # a driver whose dependencies are missing here
+            continue
+    return [(reg.group, reg.opt) for reg in registered_options(cfg.CONF) if reg.group == "backend_defaults"]
+
+
+def register_volume_opts(conf: cfg.ConfigOpts) -> CheckHints:
     """Options provider for ``cinder-reload check cinder-volume``.
 
     Besides cinder-volume's own options it registers the backend options in
     every section named by ``enabled_backends``, read from the files on the
-    command line, so a bad value in ``[lvm-1]`` is caught too.
+    command line, so a bad value in ``[lvm-1]`` is caught too.  Each backend
+    section's keys are checked against the options of its driver (the
+    ``volume_driver`` it names, imported) and ``[backend_defaults]``; a
+    backend named with no section is an error.
     """
-    _register_service_opts(conf, "cinder-volume")
+    hints = _register_service_opts(conf, "cinder-volume")
     probe = cfg.ConfigOpts()
     probe.register_opt(cfg.ListOpt("enabled_backends"))
     try:
@@ -165,27 +285,61 @@ def register_volume_opts(conf: cfg.ConfigOpts) -> None:
         backends = [b for b in probe.enabled_backends or [] if b]
     except (cfg.Error, SystemExit):
         backends = []
+    drivers: list[str] = []
+    from cinder.cmd.volume import host_opt  # what cinder's main() registers in each backend section
+
     for backend in backends:
-        for opt in _volume_backend_opts():
+        for opt in [*_volume_backend_opts(), host_opt]:
             try:
                 conf.register_opt(opt, group=backend)
             except cfg.DuplicateOptError:
                 pass
+        probe.register_opt(cfg.StrOpt("volume_driver", default=DEFAULT_VOLUME_DRIVER), group=backend)
+        try:
+            drivers.append(getattr(probe, backend).volume_driver or DEFAULT_VOLUME_DRIVER)
+        except (cfg.Error, ValueError):
+            continue
+    return CheckHints(
+        extra=hints.extra + tuple(_driver_opts(drivers)),
+        templates={backend: "backend_defaults" for backend in backends},
+        required_sections=tuple(backends),
+    )
 
 
-def register_scheduler_opts(conf: cfg.ConfigOpts) -> None:
+def register_scheduler_opts(conf: cfg.ConfigOpts) -> CheckHints:
     """Options provider for ``check`` of cinder-scheduler."""
-    _register_service_opts(conf, "cinder-scheduler")
+    return _register_service_opts(conf, "cinder-scheduler")
 
 
-def register_backup_opts(conf: cfg.ConfigOpts) -> None:
+def register_backup_opts(conf: cfg.ConfigOpts) -> CheckHints:
     """Options provider for ``check`` of cinder-backup."""
-    _register_service_opts(conf, "cinder-backup")
+    return _register_service_opts(conf, "cinder-backup")
 
 
-def register_api_opts(conf: cfg.ConfigOpts) -> None:
+def register_api_opts(conf: cfg.ConfigOpts) -> CheckHints:
     """Options provider for ``check`` of cinder-api."""
-    _register_service_opts(conf, "cinder-api")
+    return _register_service_opts(conf, "cinder-api")
+
+
+def missing_backend_sections(candidate: cfg.ConfigOpts) -> list[ConfigProblem]:
+    """A backend ``enabled_backends`` names with no section in any file.
+
+    oslo.config accepts it (every option of that backend reads its default)
+    and ``enabled_backends`` itself only changes at a restart, so without
+    this a reload takes the file, files the change under pending restart and
+    says nothing, and the next restart brings up a backend with no
+    configuration.  ``check`` reports the same (lint.py).
+    """
+    try:
+        backends = [b for b in candidate.enabled_backends or [] if b]
+    except (cfg.Error, ValueError):
+        return []
+    present = {s if s == "DEFAULT" else s.lower() for s in candidate.list_all_sections()}
+    return [
+        ConfigProblem(f"[{b}]", "named by enabled_backends but no file has this section")
+        for b in backends
+        if b.lower() not in present
+    ]
 
 
 def config_args(args: Sequence[str], wanted: Sequence[str] = ("--config-file", "--config-dir")) -> list[str]:

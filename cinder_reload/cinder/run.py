@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..state import runtime_dir
-from .options import SERVICES, config_args, register_reload_opts, restart_only
+from .options import SERVICES, config_args, missing_backend_sections, register_reload_opts, restart_only
 
 __all__ = ["run"]
 
@@ -97,6 +97,7 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
         # Backends are re-initialised by replacing their worker (backends.py).
         integration.prepare = _volume_prepare
         integration.publisher = "volume"
+        integration.candidate_checks = (missing_backend_sections,)
     elif service == "cinder-scheduler":
         from . import scheduler
 

@@ -64,6 +64,11 @@ def test_sigterm_ends_a_synchronous_reload_wait_with_status_0(tmp_path: Path) ->
     )
     try:
         assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+        # Its state file names it (and says it is mid-cycle, so the waiter
+        # expects no prompt write): `signal` refuses a pid that is not the service's.
+        (tmp_path / "svc.reload.json").write_text(
+            json.dumps({"service": "svc", "pid": target.pid, "generation": 0, "in_progress": {"phase": "draining"}})
+        )
         waiter = subprocess.Popen(
             [
                 str(REPO / ".venv/bin/cinder-reload"),

@@ -1,18 +1,20 @@
 """Reload events through oslo.messaging, received by a real notification
-listener: on the RabbitMQ broker at 127.0.0.1:5672 when one runs there (as on
-every CI machine), else on oslo.messaging's in-process fake driver."""
+listener on a real RabbitMQ: the machine's at 127.0.0.1:5672 (a fresh vhost),
+else one started for the test (tests/stack/infra.py).  Never oslo.messaging's
+in-process fake driver: it proves nothing about a consumer on the bus."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from oslo_config import cfg
 from refdaemon import register_opts
+from stack.infra import rabbit_vhost
 
 from cinder_reload import OsloMessagingEvents, ReloadEngine
 
@@ -21,12 +23,10 @@ oslo_messaging = pytest.importorskip("oslo_messaging")
 pytestmark = pytest.mark.process
 
 
-def broker_url() -> str:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return "rabbit://guest:guest@127.0.0.1:5672/"
-    except OSError:
-        return "fake://"
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    with rabbit_vhost("crevents") as url:
+        yield url
 
 
 class Endpoint:
@@ -46,8 +46,9 @@ class Endpoint:
         self._record("error", publisher_id, event_type, payload)
 
 
-def test_reload_events_reach_a_notification_listener(tmp_path: Path) -> None:
-    url = broker_url()
+def test_reload_events_reach_a_notification_listener(tmp_path: Path, broker_url: str) -> None:
+    url = broker_url
+    assert url.startswith("rabbit://")
     topic = f"cinder-reload-test-{uuid.uuid4().hex[:8]}"
     path = tmp_path / "svc.conf"
     path.write_text("[DEFAULT]\n[backend1]\nlabel = one\npassword = pw-secret\n")

@@ -33,6 +33,7 @@ __all__ = [
     "RabbitMQ",
     "backing_services",
     "free_port",
+    "rabbit_vhost",
     "reachable",
 ]
 
@@ -280,6 +281,30 @@ def _kill_session(sid: int) -> None:
                 os.kill(int(entry), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
+
+
+@contextlib.contextmanager
+def rabbit_vhost(prefix: str = "crtest", workdir: Path | None = None) -> Iterator[str]:
+    """A fresh vhost's transport URL on the machine's RabbitMQ, or on one started here.
+
+    For tests that need a real broker and must never fall back to
+    oslo.messaging's in-process fake driver (which proves nothing about a
+    consumer on the bus).
+    """
+    own_dir = Path(tempfile.mkdtemp(prefix="crmq.")) if workdir is None else workdir
+    mq = RabbitMQ() if reachable(LOOPBACK, AMQP_PORT) else RabbitMQ.start_own(own_dir)
+    vhost = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        mq.add_vhost(vhost)
+        try:
+            yield mq.url(vhost)
+        finally:
+            with contextlib.suppress(Exception):
+                mq.delete_vhost(vhost)
+    finally:
+        mq.stop()
+        if workdir is None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 # -- both, for one run -------------------------------------------------------------

@@ -98,3 +98,23 @@ def test_check_good_and_bad(tmp_path: Path) -> None:
 def test_check_unknown_service_says_how() -> None:
     result = run("check", "no-such-service", "--", "--config-file", "/dev/null")
     assert result.returncode != 0 and "--options MODULE:FUNC" in result.stderr
+
+
+def test_a_zombie_is_not_running(tmp_path: Path) -> None:
+    """A process that exited but was not reaped still answers kill(0): LSB 7, not a wait."""
+    import os
+    import time
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.01)
+        result = run("signal", "svc", "--pid", str(pid), "--wait", "--timeout", "5", "--state-dir", str(tmp_path))
+        assert result.returncode == 7, (result.stdout, result.stderr)
+        assert "not running" in result.stderr
+    finally:
+        os.waitpid(pid, 0)

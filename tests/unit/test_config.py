@@ -85,10 +85,8 @@ def test_config_dir_files_are_checked(tmp_path: Path) -> None:
     register_opts(conf)
     conf(["--config-file", str(main), "--config-dir", str(conf_dir)], default_config_files=[], default_config_dirs=[])
     assert conf.backend1.label == "from-dir"
-    (conf_dir / "20-b.conf").write_text("")
-    assert problems(conf) == [
-        f"{conf_dir / '20-b.conf'}: file is empty (no sections or options); refusing to reload from it"
-    ]
+    (conf_dir / "20-b.conf").write_bytes(b"[backend1]\nlabel = caf\xe9\n")
+    assert problems(conf) == [f"{conf_dir / '20-b.conf'}: not valid UTF-8 (invalid continuation byte at byte 22)"]
 
 
 def test_snapshot_reads_overrides_and_flags(tmp_path: Path) -> None:
@@ -98,3 +96,41 @@ def test_snapshot_reads_overrides_and_flags(tmp_path: Path) -> None:
     assert snap[("backend1", "label")].value == "pinned"
     assert snap[("backend1", "password")].secret is True
     assert snap[("DEFAULT", "op_seconds")].mutable is True
+
+
+def dir_conf(tmp_path: Path, main: str, dropins: dict[str, str]) -> tuple[cfg.ConfigOpts, Path, Path]:
+    main_path = tmp_path / "svc.conf"
+    main_path.write_text(main)
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    for name, text in dropins.items():
+        (conf_d / name).write_text(text)
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(
+        ["--config-file", str(main_path), "--config-dir", str(conf_d)],
+        project="svc",
+        default_config_files=[],
+        default_config_dirs=[],
+    )
+    return conf, main_path, conf_d
+
+
+def test_an_empty_drop_in_reloads_as_it_starts(tmp_path: Path) -> None:
+    # cinder starts with this set; a reload must accept it too.
+    conf, _main, conf_d = dir_conf(tmp_path, GOOD, {"10-empty.conf": ""})
+    (conf_d / "20-label.conf").write_text("[backend1]\nlabel = uno\n")
+    assert load_candidate(conf).backend1.label == "uno"
+
+
+def test_a_comments_only_main_file_with_everything_in_conf_d(tmp_path: Path) -> None:
+    conf, _main, conf_d = dir_conf(tmp_path, "# see conf.d\n", {"10-all.conf": GOOD})
+    (conf_d / "10-all.conf").write_text(GOOD.replace("label = one", "label = uno"))
+    assert load_candidate(conf).backend1.label == "uno"
+
+
+def test_a_set_of_files_with_nothing_in_it_is_refused(tmp_path: Path) -> None:
+    conf, main, conf_d = dir_conf(tmp_path, GOOD, {"10-empty.conf": ""})
+    main.write_text("# truncated\n")
+    found = problems(conf)
+    assert len(found) == 2 and all("file is empty" in p for p in found)

@@ -186,3 +186,35 @@ def test_concurrent_operations_survive_many_cycles(setup) -> None:
     for t in threads:
         t.join(5)
     assert engine.conf.backend1.label == "v19" and counts["done"] > 0
+
+
+def test_sighups_during_a_cycle_merge_into_exactly_one_follow_up(setup) -> None:
+    """Coalescing is the engine's, not the kernel's: the handler runs for
+    each of these (called directly, as a delivered signal would), at distinct
+    moments of one long cycle; only one more cycle may follow."""
+    engine, path, listener, _ = setup
+    entered, release = threading.Event(), threading.Event()
+
+    def rebuild(change: GroupChange) -> None:
+        entered.set()
+        assert release.wait(10)
+
+    engine.reinitializers.register("backend1", rebuild)
+    engine.start()
+    engine.ready()
+    path.write_text(GOOD.replace("one", "uno"))
+    engine.request_reload()
+    assert entered.wait(10)
+    for _ in range(5):
+        engine.inbox.handler(__import__("signal").SIGHUP)
+        engine.inbox.wake()
+    path.write_text(GOOD.replace("one", "eins"))
+    release.set()
+    wait_until(lambda: engine.generation == 2 and engine.phase is Phase.IDLE, 10, "the follow-up cycle")
+    entered.clear()
+    # Quiet now: a third cycle would have started at once.
+    assert not entered.wait(0.5) and engine.generation == 2
+    assert listener.count("RELOADING") == 2
+    assert engine.conf.backend1.label == "eins"
+    engine.stop()
+    engine.join(5)

@@ -246,7 +246,19 @@ def lsb_verbs(initscript: InitScript) -> None:
     assert initscript.state()["generation"] == generation + 1
     assert initscript.ask() == "backend1 label=three generation=2 greeting=hello"
 
+    # force-reload of a process that does not show it runs the engine (no
+    # state file names its pid): Debian policy 9.3.2's other branch, a restart.
+    initscript.state_file.unlink()
+    initscript.config.write_text(_config("four"))
+    _expect(initscript("force-reload"), 0)
+    forced_pid = initscript.pid()
+    assert forced_pid is not None and forced_pid != pid and pid_exists(forced_pid)
+    wait_until(lambda: pid_exists(pid), lambda alive: not alive, timeout=10, what=f"old pid {pid} gone")
+    assert initscript.ask() == "backend1 label=four generation=0 greeting=hello"
+    pid = forced_pid
+
     # restart: a new process, serving the file as it is.
+    initscript.config.write_text(_config("three"))
     _expect(initscript("restart"), 0)
     new_pid = initscript.pid()
     assert new_pid is not None and new_pid != pid and pid_exists(new_pid)

@@ -7,10 +7,12 @@ show-args``).  uWSGI's graceful reload is SIGHUP to its master ("gracefully
 reload all the workers and the master process").  Debian's ini sets
 ``exit-on-reload = true`` and ``lazy-apps = true``; this test starts
 Debian's cinder-api exactly as Debian's script does, sends that SIGHUP, and
-records what an API client sees: the workers that do not finish within
-uWSGI's 60 s ``worker-reload-mercy`` are killed, and then the master
-*exits* ("GAME OVER"): no API at all, a stop rather than a reload.  uWSGI
-also has no step that checks cinder.conf before the workers reload it.
+records what an API client sees: the master *exits* ("GAME OVER") and
+nothing answers any more: a stop rather than a reload.  Here (workers that
+served one request) that takes ~9 s; with workers that served more, uWSGI
+first waits its 60 s ``worker-reload-mercy`` for them ("NO MERCY", ~62 s in
+all, seen while writing this test).  uWSGI also has no step that checks
+cinder.conf before the workers load it again.
 
 The drop-in therefore runs cinder-api as cinder's own API server under
 cinder-reload (validated, drained, reloaded in place) and says so in its
@@ -91,7 +93,18 @@ def test_uwsgi_graceful_reload_stops_debians_cinder_api(sid_root: PackageRootNam
         timeout=300,
     ).check()
     sid_root.run(["/etc/init.d/cinder-api", "start"]).check()  # Debian's script, Debian's server
-    wait_until(_get, lambda status: status == 300, timeout=180, what="Debian's cinder-api answering")
+    log_path = sid_root.host_path("/var/log/cinder/cinder-api.log")
+    workers = int(next(line.split("=")[1] for line in ini if line.startswith("processes")))
+    # Every worker has loaded cinder (lazy-apps: each on its own), as uWSGI logs it.
+    wait_until(
+        lambda: (
+            log_path.read_text(errors="replace").count("WSGI app 0 (mountpoint='') ready") if log_path.exists() else 0
+        ),
+        lambda ready: ready >= workers,
+        timeout=180,
+        what=f"{workers} uWSGI workers with cinder loaded",
+    )
+    assert _get() == 300
     master = int(sid_root.host_path("/run/cinder/cinder-api.pid").read_text())
 
     os.kill(master, signal.SIGHUP)  # uWSGI's own graceful reload
@@ -104,7 +117,9 @@ def test_uwsgi_graceful_reload_stops_debians_cinder_api(sid_root: PackageRootNam
     )
     after = time.monotonic() - sent
 
-    assert gone[1] == 0, gone  # no API at all: the reload ended the service
-    assert after >= 55, f"master gone after {after:.1f}s"  # the 60 s worker-reload-mercy first
+    # No API at all: the "reload" ended the service.  How long it took depends
+    # on the workers (up to uWSGI's 60 s worker-reload-mercy); not asserted.
+    assert gone[1] == 0, gone
     log = sid_root.host_path("/var/log/cinder/cinder-api.log").read_text(errors="replace")
-    assert "GAME OVER" in log and "NO MERCY" in log, log[-2000:]
+    assert "GAME OVER" in log, log[-2000:]
+    print(f"uWSGI master {master} exited {after:.1f}s after SIGHUP; NO MERCY in log: {'NO MERCY' in log}")

@@ -1,6 +1,6 @@
 """The LSB init script with real cinder-volume (Debian's cinder code), no systemd at all.
 
-An overlay of the cached sid root with Debian's cinder packages, with no
+An overlay of the cached sid or trixie root with Debian's cinder packages, with no
 service manager (no ``/run/systemd/system``: ``service`` runs the script
 itself), the ``python3-cinder-reload`` .deb installed.  The script is the
 committed ``initscripts/cinder-volume`` with *no* ``/etc/default`` overrides:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from debcinder import CONFIG, DATABASE, MANAGE_CONFIG, volume_config
-from harness.cinder_roots import cinder_root
+from harness.cinder_roots import Suite, cinder_root
 from harness.commands import CommandResult, pid_exists, wait_until
 from harness.namespaces import BASE_PATH, PackageRootNamespace
 
@@ -35,9 +35,9 @@ PIDFILE = "/run/cinder/cinder-volume.pid"  # Debian's script's and ours
 
 
 class LsbCinder:
-    def __init__(self, workdir: Path, debs: Path) -> None:
+    def __init__(self, suite: Suite, workdir: Path, debs: Path) -> None:
         self.ns = PackageRootNamespace(
-            cinder_root("sid"), workdir, binds=[workdir, debs], systemd_run_dir=False, log=workdir / "lsb.log"
+            cinder_root(suite), workdir, binds=[workdir, debs], systemd_run_dir=False, log=workdir / "lsb.log"
         )
         self.ns.start("/bin/sleep infinity", {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": "/root"})
         deb = sorted(str(p) for p in debs.glob("python3-cinder-reload_*.deb"))
@@ -92,11 +92,11 @@ class LsbCinder:
             self.ns.cleanup()
 
 
-@pytest.fixture
-def lsb(project_debs: Path) -> Iterator[LsbCinder]:
+@pytest.fixture(params=["sid", "trixie"])
+def lsb(project_debs: Path, request: pytest.FixtureRequest) -> Iterator[LsbCinder]:
     workdir = Path(tempfile.mkdtemp(prefix="cr-lsb-"))
     workdir.chmod(0o755)
-    root = LsbCinder(workdir, project_debs)
+    root = LsbCinder(request.param, workdir, project_debs)
     try:
         yield root
     finally:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .roots import CACHE_DIR, MIRROR, RootBuildError, cached_root
+from .roots import CACHE_DIR, MIRROR, Builder, RootBuildError, cached_root
 
 __all__ = ["CINDER_PACKAGES", "SUITES", "Suite", "SuiteRoot", "cinder_root"]
 
@@ -99,7 +99,7 @@ def _run_logged(cmd: list[str], log: Path, what: str) -> None:
         raise RootBuildError(f"{what} failed ({proc.returncode}); log {log}:\n" + "\n".join(tail))
 
 
-def _builder(suite: Suite):  # type: ignore[no-untyped-def]
+def _builder(suite: Suite) -> Builder:
     def build(target: Path, log: Path) -> dict[str, object]:
         log.write_text("")
         _run_logged(

@@ -88,7 +88,7 @@ def test_flavour_on_manager(
     flavour: str, manager_name: str, harness_workdir: Path, request: pytest.FixtureRequest
 ) -> None:
     manager: UserManager = request.getfixturevalue(MANAGERS[manager_name])
-    assert str(manager.version) == manager_name
+    assert manager.version >= int(manager_name)  # sid's systemd may move past 262
     service = SystemdRefService(manager, harness_workdir, flavour_version=FLAVOURS[flavour])
     service.write_config(default_config(reinit_seconds=REINIT))
     assert service.start().ok

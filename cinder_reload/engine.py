@@ -34,7 +34,7 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import ConfigProblem, registered_options, snapshot
+from .config import ConfigProblem, registered_options, secret_values
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
@@ -373,10 +373,7 @@ class ReloadEngine:
         multi-line one, and a driver's password option that only its worker
         registers (masking.SecretNames falls back to the key's name there).
         """
-        values: list[str] = []
-        for option in snapshot(self.conf).values():
-            if option.secret and option.value:
-                values.append(str(option.value))
+        values = secret_values(self.conf)
         names = secret_names(reg.opt for reg in registered_options(self.conf))
         parsed = getattr(getattr(self.conf, "_namespace", None), "_parsed", None) or []
         values.extend(secret_values_in_parsed(parsed, names))

@@ -94,3 +94,40 @@ def test_which_lines_may_be_quoted(lineno: int, shown: bool) -> None:
 def test_secret_values_follow_the_parser() -> None:
     text = "[b1]\nlabel = x\n  more-label\npassword = 'q1'\n  q2\n\n  q3\nchap_secret = q4\n"
     assert secret_values_in_text(text, NAMES) == ["q1", "q2", "q3", "q4"]
+
+
+def test_every_free_text_field_of_a_worker_record_is_masked() -> None:
+    from cinder_reload.cycle import CycleResult
+    from cinder_reload.report import build_report
+    from cinder_reload.workers import WorkerResult
+
+    secret = "pw-quoted-by-a-driver"
+    worker = WorkerResult(
+        "fake1",
+        42,
+        False,
+        f"fake1 (pid 42): cannot connect with {secret}",
+        failed_groups={"fake1": f"RuntimeError: {secret}"},
+        report={"problems": [f"[fake1] x: {secret}"], "generation": 3},
+        old_pid=41,
+        paused_s=0.5,
+        start_s=0.25,
+    )
+    doc = build_report(
+        service="svc",
+        pid=1,
+        generation=1,
+        result=CycleResult(workers=[worker]),
+        started_at="t0",
+        finished_at="t1",
+        started_monotonic=1.0,
+        duration=0.5,
+        secrets=[secret],
+    )
+    record = doc["workers"][0]
+    assert secret not in repr(doc)
+    assert record["message"] == "fake1 (pid 42): cannot connect with ****"
+    assert record["failed_groups"] == {"fake1": "RuntimeError: ****"}
+    assert record.get("problems") in (None, ["[fake1] x: ****"])
+    assert (record["worker"], record["pid"], record["old_pid"], record["paused_s"]) == ("fake1", 42, 41, 0.5)
+    assert doc["result"] == "failed" and "****" in doc["message"]

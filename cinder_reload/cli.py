@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import io
 import json
-import logging
 import sys
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -175,6 +172,11 @@ def _quiet_libraries() -> Iterator[None]:
     value of a CLI option (``debug = maybe``).  ``check`` reports each of
     those itself, once, in its own list.
     """
+    # Imported here: `signal` (every reload's ExecReload=) never needs them.
+    import io
+    import logging
+    import warnings
+
     root = logging.getLogger()
     null = logging.NullHandler()
     root.addHandler(null)

@@ -24,12 +24,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from oslo_config import cfg
 
 from .apply import Overrides, run_mutate_hooks
-from .config import ConfigInvalid, ConfigProblem, install, load_candidate, raw_sections, snapshot
+from .config import (
+    CandidateLoader,
+    ConfigInvalid,
+    ConfigProblem,
+    Scope,
+    install,
+    raw_sections,
+    registered_options,
+    snapshot,
+)
 from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey, diff_values, raw_changes
 from .drain import DrainAborted, DrainGates, DrainTimeout
 from .files import FileSnapshot
@@ -52,6 +61,8 @@ class CycleResult:
     aborted: bool = False  # the service began stopping mid-cycle
     #: One result per worker process, when the changes are carried out by workers.
     workers: list[WorkerResult] = field(default_factory=list)
+    #: Options outside any group that the workers carried out (enabled_backends).
+    applied_options: set[OptKey] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +77,7 @@ class CycleResult:
                     self.reinitialized.append(group)
             for group, why in worker.failed_groups.items():
                 self.failed_groups.setdefault(group, why)
+            self.applied_options.update(worker.applied_options)
 
     @property
     def pending_restart(self) -> tuple[OptionChange, ...]:
@@ -79,7 +91,8 @@ class CycleResult:
         return [
             c
             for c in self.diff.changes
-            if c.kind is ChangeKind.LIVE or (c.kind is ChangeKind.REINIT and c.group in self.reinitialized)
+            if c.kind is ChangeKind.LIVE
+            or (c.kind is ChangeKind.REINIT and (c.group in self.reinitialized or c.key in self.applied_options))
         ]
 
 
@@ -103,13 +116,25 @@ class ReloadCycle:
     #: Groups that are none of this process's business (a sibling worker's
     #: backend): validated like everything else, left out of the diff.
     ignored: Collection[str] = ()
+    #: Kept by the engine from one cycle to the next (its scratch object).
+    loader: CandidateLoader | None = None
     #: The service's own rules on a candidate (cinder-volume: every backend
     #: enabled_backends names has a section); a problem refuses it.
     candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
+    #: The workers' groups under the candidate (set by plan(): a backend
+    #: being added is the workers' business before its worker exists).
+    _candidate_groups: frozenset[str] = field(default=frozenset(), init=False)
+
     @property
     def delegated(self) -> frozenset[str]:
-        return frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+        own = frozenset(self.workers.groups()) if self.workers is not None else frozenset()
+        return own | self._candidate_groups
+
+    @property
+    def owned(self) -> frozenset[OptKey]:
+        """Options outside the groups whose change the workers step carries out."""
+        return frozenset(self.workers.owned_options()) if self.workers is not None else frozenset()
 
     def run(self) -> CycleResult:
         result = CycleResult()
@@ -122,7 +147,10 @@ class ReloadCycle:
             result.error = "invalid configuration: " + "; ".join(str(p) for p in exc.problems)
             return result
         result.diff = self.plan(candidate)
-        reinit_groups = [g for g in result.diff.groups(ChangeKind.REINIT) if g not in self.delegated]
+        owned = self.owned
+        reinit_groups = sorted(
+            {c.group for c in result.diff.of_kind(ChangeKind.REINIT) if c.key not in owned} - self.delegated
+        )
         if self.should_abort():
             result.aborted = True
             return result
@@ -165,9 +193,11 @@ class ReloadCycle:
     # -- steps ---------------------------------------------------------------
     def validate(self, files: FileSnapshot) -> cfg.ConfigOpts:
         """Parse the files (read once, into ``files``) into a scratch ConfigOpts; raise ConfigInvalid."""
-        candidate = load_candidate(
-            self.conf,
-            required_sections=self.registry.groups() | self.delegated,
+        if self.loader is None:
+            self.loader = CandidateLoader(self.conf)
+        candidate = self.loader.load(
+            required_sections=self.registry.groups()
+            | (frozenset(self.workers.required_groups()) if self.workers is not None else frozenset()),
             not_overridden=self.overrides.keys(),
             files=files,
         )
@@ -177,14 +207,29 @@ class ReloadCycle:
         return candidate
 
     def plan(self, candidate: cfg.ConfigOpts) -> ConfigDiff:
-        """What changed, and how each change will take effect."""
-        running, new = snapshot(self.conf), snapshot(candidate)
+        """What changed, and how each change will take effect.
+
+        Only the options validation found could differ are compared (all of
+        them unless only a backend's section changed: config.changed_scope).
+        """
+        only = self.loader.scope if self.loader is not None else None
+        running, new = snapshot(self.conf, only), snapshot(candidate, only)
+        if self.workers is not None:
+            self._candidate_groups = frozenset(self.workers.candidate_groups(candidate))
         diff = diff_values(running, new, self.registry.groups() | self.delegated, self.restart_only)
+        if self.owned:
+            # Carried out by the workers step (a backend added or removed),
+            # not pending a restart: re-initialisable like a backend's section.
+            diff = ConfigDiff(
+                tuple(replace(c, kind=ChangeKind.REINIT) if c.key in self.owned else c for c in diff.changes)
+            )
         if self.delegated:
             # The workers' sections compared as text too: keys no option of
             # this process's covers (registered by a driver in its worker).
-            known = running.keys() | new.keys()
-            groups = sorted(self.delegated)
+            groups = sorted(self.delegated if only is None else self.delegated & only.groups)
+            known = {
+                reg.key for conf in (self.conf, candidate) for reg in registered_options(conf, Scope(frozenset(groups)))
+            }
             raw = raw_changes(raw_sections(self.conf, groups), raw_sections(candidate, groups), known)
             diff = ConfigDiff(diff.changes + raw.changes)
         if self.ignored:

@@ -34,7 +34,7 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import ConfigProblem, registered_options, secret_values
+from .config import CandidateLoader, ConfigProblem, registered_options, secret_values
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
@@ -106,6 +106,8 @@ class ReloadEngine:
         self.inbox = SignalInbox((signal.SIGHUP, signal.SIGTERM) if handle_sigterm else (signal.SIGHUP,))
         self.machine = PhaseMachine()
         self.overrides = Overrides(conf)
+        #: Validation's scratch object, built once for the life of the process.
+        self.loader = CandidateLoader(conf)
         self.generation = 0
         self.last_report: StateDocument | None = None
         self._reload_pending = False
@@ -260,6 +262,7 @@ class ReloadEngine:
             generation=generation,
             worker_timeout=self.worker_timeout,
             ignored=self.ignored_groups,
+            loader=self.loader,
             candidate_checks=self.candidate_checks,
         )
         try:
@@ -286,13 +289,15 @@ class ReloadEngine:
         with self._lock:
             self.machine.advance(Phase.IDLE)
         unwritten = self._write(report)
-        self._write_running()
         status = mask_text(status_line(result, generation), secrets)
         if unwritten:
             # Where else would the operator learn it: `signal --wait` and
             # `status` read that file.
             status = f"{status} (state file not written: {unwritten})"
         self.notifier.ready(status)
+        # After READY=1: every option of a 50-backend service, a convenience
+        # for `check --running`, not part of the reload the operator waits for.
+        self._write_running()
         if report["result"] == "ok":
             LOG.info("reload #%d ok in %.3fs: %s", generation, report["duration_s"], status)
         else:

@@ -35,6 +35,7 @@ import jinja2
 
 __all__ = [
     "DISTROS",
+    "EXEC_RELOAD_FIRST_SINCE",
     "NOTIFY_RELOAD_SINCE",
     "SERVICES",
     "DistroUnits",
@@ -55,6 +56,11 @@ __all__ = [
 
 #: The first systemd with Type=notify-reload (systemd 253 NEWS).
 NOTIFY_RELOAD_SINCE = 253
+#: From systemd 259 on, a notify-reload unit's ExecReload= runs *before* the
+#: reload signal, without it; if the service sends RELOADING=1 meanwhile no
+#: signal follows (systemd 259 NEWS).  One unit can then have the manager's
+#: reload tracking and a command whose exit status is the reload's result.
+EXEC_RELOAD_FIRST_SINCE = 259
 #: The flavour of the committed units/: the synchronous ExecReload= works
 #: on every systemd still in use and reports a failed reload in
 #: `systemctl reload`'s exit status (doc/units.md).
@@ -196,6 +202,20 @@ class RenderSpec:
     @property
     def notify_reload(self) -> bool:
         return self.systemd_version >= NOTIFY_RELOAD_SINCE
+
+    @property
+    def exec_reload_first(self) -> bool:
+        """systemd >= 259: Type=notify-reload plus the synchronous ExecReload=."""
+        return self.systemd_version >= EXEC_RELOAD_FIRST_SINCE
+
+    @property
+    def flavour(self) -> str:
+        """The flavour's name, as the unit's header comment and doc/units.md say it."""
+        if self.exec_reload_first:
+            return f">= {EXEC_RELOAD_FIRST_SINCE}"
+        if self.notify_reload:
+            return f"{NOTIFY_RELOAD_SINCE}-{EXEC_RELOAD_FIRST_SINCE - 1}"
+        return f"< {NOTIFY_RELOAD_SINCE}"
 
     def cinder_args(self, service: ServiceSpec) -> str:
         return " ".join(f"--config-file {path}" for path in self.config_files)
@@ -370,7 +390,9 @@ def add_parser(sub: Any) -> None:
         type=int,
         default=DEFAULT_SYSTEMD_VERSION,
         metavar="N",
-        help=f">= {NOTIFY_RELOAD_SINCE}: Type=notify-reload; below: Type=notify and a synchronous ExecReload= "
+        help=f">= {EXEC_RELOAD_FIRST_SINCE}: Type=notify-reload and a synchronous ExecReload=; "
+        f"{NOTIFY_RELOAD_SINCE}-{EXEC_RELOAD_FIRST_SINCE - 1}: Type=notify-reload alone; "
+        f"below: Type=notify and a synchronous ExecReload= "
         f"(default {DEFAULT_SYSTEMD_VERSION}: works on every systemd)",
     )
     p.add_argument(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
@@ -121,6 +120,8 @@ def state_path(service: str, directory: Path) -> Path:
 
 
 def write_state(path: Path, state: Mapping[str, Any]) -> None:
+    import tempfile  # here: the readers (`signal --wait`, ExecReload=) never need it
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

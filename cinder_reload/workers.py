@@ -24,12 +24,15 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .apply import Overrides
-from .diff import ChangeKind, ConfigDiff, OptionChange
+from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey
 from .state import WorkerRecord, read_state, state_path
 from .waiter import finished_after, monotonic, pid_alive
+
+if TYPE_CHECKING:
+    from oslo_config import cfg
 
 __all__ = ["SignalledWorkers", "WorkerPlan", "WorkerResult", "Workers", "worker_service_name"]
 
@@ -56,6 +59,9 @@ class WorkerResult:
     old_pid: int | None = None
     paused_s: float | None = None
     start_s: float | None = None
+    #: Options outside the workers' groups this result carried out (a backend
+    #: added or removed: ``enabled_backends``); see Workers.owned_options().
+    applied_options: tuple[OptKey, ...] = ()
 
     def as_dict(self) -> WorkerRecord:
         doc: WorkerRecord = {
@@ -99,6 +105,10 @@ class WorkerPlan:
     def changes_of(self, group: str) -> tuple[OptionChange, ...]:
         return tuple(c for c in self.diff.in_group(group) if c.kind is ChangeKind.REINIT)
 
+    def change(self, key: OptKey) -> OptionChange | None:
+        """The change of one option, if it changed."""
+        return next((c for c in self.diff.changes if c.key == key), None)
+
 
 class Workers(Protocol):
     """The workers of a main process, as the cycle's workers step drives them."""
@@ -110,6 +120,19 @@ class Workers(Protocol):
 
     def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
         """Carry the plan out; one result per worker, never raises."""
+        ...
+
+    def owned_options(self) -> Collection[OptKey]:
+        """Options outside the groups whose change the workers carry out
+        (cinder-volume: ``enabled_backends``, a backend added or removed)."""
+        ...
+
+    def required_groups(self) -> Collection[str]:
+        """Groups that must stay in the files (their removal needs a restart)."""
+        ...
+
+    def candidate_groups(self, candidate: cfg.ConfigOpts) -> Collection[str]:
+        """Groups the workers will own once ``candidate`` is in effect (backends being added)."""
         ...
 
 
@@ -138,6 +161,15 @@ class SignalledWorkers:
         self._sleep = sleep
 
     def groups(self) -> Collection[str]:
+        return self._groups
+
+    def owned_options(self) -> Collection[OptKey]:
+        return ()
+
+    def required_groups(self) -> Collection[str]:
+        return self._groups
+
+    def candidate_groups(self, candidate: cfg.ConfigOpts) -> Collection[str]:
         return self._groups
 
     def state_file(self, worker: str) -> Path:

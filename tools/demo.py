@@ -116,7 +116,7 @@ def cinder_demo() -> int:
         show("cinder-reload status cinder-volume", status.stdout + status.stderr, status.returncode)
         log = (work / "cinder-volume.log").read_text(errors="replace")
         print("cinder-volume.log:", *[f"  {ln.split(' INFO ', 1)[-1]}" for ln in log.splitlines()
-                                      if "replacing its worker" in ln or "is gone; starting" in ln][-2:], sep="\n")
+                                      if "replacing its worker" in ln or "the old one (pid" in ln][-2:], sep="\n")
 
         say("Operator breaks the file (a section header without ']') and reloads")
         conf.write_text(conf.read_text() + "[fake2\n")

@@ -18,10 +18,12 @@ the timers); this module only adds what the reload needs around it:
   cached RPC version pins), as oslo.service's SIGHUP did.  No file is read.
 * **retire**: stop consuming (the three RPC servers; messages wait in the
   broker), wait until nothing is in flight up to the drain timeout, then
-  leave through cinder's own graceful stop (SIGTERM to itself: oslo.service's
-  child handler stops the service, waits for the RPC executors and timers,
-  and exits).  A drain that does not finish restarts the RPC servers: the
-  backend keeps serving on its old configuration.
+  stay quiet (periodic tasks skip their turn) until the main process says
+  ``exit`` (its successor is up: leave through cinder's own graceful stop,
+  SIGTERM to itself, as oslo.service's child handler does it) or
+  ``resume`` (the successor did not come up: consume again, on the
+  configuration this worker always had).  A drain that does not finish
+  restarts the RPC servers at once.
 
 A stray SIGHUP is ignored here: a worker never reads the files.
 """
@@ -53,7 +55,7 @@ class DriverDidNotStart(Exception):
     """A backend's driver did not initialise in a worker started by a reload."""
 
 
-def _stop_consuming(server: Any) -> int:
+def _stop_consuming(server: Any, gate: DrainGate) -> int:
     """Stop one RPC server so that nothing it received is lost; the number rescued.
 
     oslo.messaging's rabbit driver acknowledges an RPC request *on receipt*
@@ -64,10 +66,14 @@ def _stop_consuming(server: Any) -> int:
     sent during a replacement stayed ``creating`` for ever, with the queue
     empty.  So right after ``stop()`` the listener's connection is closed
     (the broker keeps the rest in the queue for the next consumer), and what
-    it had queued is dispatched like any other request, in this worker, on its
-    old configuration, before it exits.
+    it had queued is dispatched in this worker, on its old configuration,
+    counted by the drain gate from the moment it is rescued (the executor
+    would start it later, after the drain could already have seen zero).
     """
-    server.stop()
+    stopper = threading.Thread(target=server.stop, name="reload-rpc-stop", daemon=True)
+    stopper.start()
+    _wake_rabbit_listener(server, stopper)
+    stopper.join()
     listener = getattr(server, "listener", None)
     if listener is None:
         return 0
@@ -78,9 +84,53 @@ def _stop_consuming(server: Any) -> int:
     rescued = list(queued)
     del queued[:]
     for message in rescued:
-        server._on_incoming([message])
+        operation = gate.operation()
+        operation.__enter__()
+        threading.Thread(target=_dispatch_rescued, args=(server, message, operation), daemon=True).start()
     LOG.warning("reload: %d request(s) received while stopping were dispatched here", len(rescued))
     return len(rescued)
+
+
+def _dispatch_rescued(server: Any, message: Any, operation: Any) -> None:
+    try:
+        server._process_incoming([message])
+    finally:
+        operation.__exit__(None, None, None)
+
+
+def _wake_rabbit_listener(server: Any, stopper: threading.Thread) -> None:
+    """Make a stopping rabbit listener notice at once, not at its next poll timeout.
+
+    The listener's poll loop checks its shutdown flag only between two
+    ``drain_events(timeout)`` calls, and an idle listener's timeout grows to
+    5 s (amqpdriver's ACK_REQUEUE_EVERY_SECONDS_MAX): a backend that had been
+    idle for a minute stayed paused up to 5 s longer, seen here at 2 s.  Once
+    the flag is set, a ``basic.cancel`` for each of the connection's
+    consumers stops the broker's deliveries, and its ``cancel-ok`` is the
+    frame that ends the waiting ``drain_events`` (py-amqp dispatches it to
+    the channel's own handler).  The frame is sent without waiting for the
+    reply here: the poll loop's thread is the connection's only reader.
+    Anything not shaped like oslo.messaging's rabbit driver is left to its
+    own ``stop()``.
+    """
+    listener = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
+    shutdown = getattr(listener, "_shutdown", None)
+    connection = getattr(getattr(listener, "conn", None), "connection", None)
+    consumers = getattr(connection, "_consumers", None)
+    channel = getattr(connection, "channel", None)
+    if shutdown is None or not consumers or channel is None or not hasattr(channel, "send_method"):
+        return
+    while stopper.is_alive() and not shutdown.is_set():
+        time.sleep(0.001)
+    if not stopper.is_alive():
+        return
+    try:
+        from amqp import spec
+
+        for tag in list(consumers.values()):
+            channel.send_method(spec.Basic.Cancel, "sb", (str(tag), False))
+    except Exception as exc:  # the slow path still works: the poll times out
+        LOG.debug("reload: could not cancel the rabbit consumers early: %s", exc)
 
 
 def _servers(service: Any) -> list[Any]:
@@ -169,7 +219,12 @@ class BackendWorker:
                     reply = self.apply(message.get("options") or [])
                 elif op == "retire":
                     reply = self.retire(float(message["timeout"]))
+                elif op == "resume":
+                    reply = self.resume()
                 elif op == "exit":
+                    # cinder's own graceful stop: oslo.service's child SIGTERM
+                    # handler stops the service; its wait() lets the RPC
+                    # executors and the timers finish; then the process exits.
                     os.kill(os.getpid(), signal.SIGTERM)
                     return
                 else:
@@ -178,12 +233,6 @@ class BackendWorker:
                 LOG.exception("reload request %r failed", op)
                 reply = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
             self._send({"id": message.get("id"), **reply})
-            if op == "retire" and reply.get("ok"):
-                # cinder's own graceful stop: oslo.service's child SIGTERM
-                # handler stops the service; its wait() lets the RPC executors
-                # and the timers finish; then the process exits.
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
 
     def apply(self, options: list[dict[str, Any]]) -> Message:
         from oslo_config import cfg  # the process's global CONF: what cinder and oslo's hooks read
@@ -204,18 +253,24 @@ class BackendWorker:
         return {"ok": True, "applied": len(changes)}
 
     def retire(self, timeout: float) -> Message:
+        """Stop consuming and drain; the worker then waits for ``exit`` or ``resume``.
+
+        A drained worker stays alive, paused, until its successor is up: if
+        the new worker does not come up, this one consumes again and the
+        backend never ran without a worker started on its previous values.
+        """
         servers = _servers(self.service)
         stopped_at = time.monotonic()
-        # Side by side: each stop() waits for its listener's poll loop to
-        # notice (up to a second on RabbitMQ), and the backend is paused from
-        # the first one on.
-        stoppers = [threading.Thread(target=_stop_consuming, args=(s,), name="reload-rpc-stop") for s in servers]
+        # Side by side: the backend is paused from the first stop on.
+        stoppers = [
+            threading.Thread(target=_stop_consuming, args=(s, self.gate), name="reload-rpc-stop") for s in servers
+        ]
         for stopper in stoppers:
             stopper.start()
         for stopper in stoppers:
             stopper.join()
         LOG.info(
-            "reload: backend %s stopped consuming RPC (%d in flight); draining up to %gs before this worker exits",
+            "reload: backend %s stopped consuming RPC (%d in flight); draining up to %gs",
             self.backend,
             self.gate.in_flight,
             timeout,
@@ -225,8 +280,7 @@ class BackendWorker:
         except DrainTimeout:
             busy = ", ".join(f"{name} x{n}" for name, n in sorted(self.rpc_gate.busy.items())) or "unknown"
             in_flight = self.gate.in_flight
-            for server in servers:
-                server.start()  # a new listener on the same queues: serving again
+            self._consume_again(servers)
             LOG.warning(
                 "reload: backend %s did not drain within %gs (%s); consuming again", self.backend, timeout, busy
             )
@@ -236,7 +290,22 @@ class BackendWorker:
                 "reason": f"{in_flight} operation(s) still in flight after {timeout:g}s ({busy}); "
                 "it keeps serving on its previous configuration",
             }
+        # Quiet from here on: nothing consumed, nothing in flight, and the
+        # periodic tasks skip their turn (a stale capability report sent
+        # after the new worker's own would mislead the scheduler).
+        self.rpc_gate.retired = True
         return {"ok": True, "stopped_at": stopped_at, "drained_s": round(time.monotonic() - stopped_at, 6)}
+
+    def resume(self) -> Message:
+        """The successor did not come up: serve again, on the configuration this worker always had."""
+        self._consume_again(_servers(self.service))
+        LOG.warning("reload: backend %s consumes again on its previous configuration", self.backend)
+        return {"ok": True, "at": time.monotonic()}
+
+    def _consume_again(self, servers: list[Any]) -> None:
+        self.rpc_gate.retired = False
+        for server in servers:
+            server.start()  # a new listener on the same queues
 
     def _send(self, message: Message) -> None:
         try:

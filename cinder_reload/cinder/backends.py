@@ -10,20 +10,27 @@ but take the live (mutable) values the main process validated.
 
 For one changed backend, in order (the reason for each step is the next):
 
-1. retire the old worker (backend_worker.py): it stops consuming, its
+1. release the backend's pinned options (its new values) and run cinder's
+   own ``cinder.cmd.volume._launch_service()`` for it in a thread, as
+   cinder-volume's ``main()`` does at start: ``Service.create()`` (the
+   manager, the driver object, the service record) runs in this process
+   while step 2 goes on; the launcher holds the fork (``may_fork``);
+2. retire the old worker (backend_worker.py): it stops consuming, its
    queued messages wait in the broker, in-flight work finishes; a drain that
-   does not finish in ``drain_timeout`` leaves it serving, and the reload
-   fails for that backend with what was still in flight;
-2. wait until it has exited: cinder's ``init_host`` cleans up operations it
-   finds unfinished, so it must never run while the old worker has one;
-3. release the backend's pinned options (its new values) and run cinder's
-   own ``cinder.cmd.volume._launch_service()`` for the backend, as
-   cinder-volume's ``main()`` does at start: ``Service.create()`` in this
-   process, then oslo.service's fork and ``Service.start()`` in the child;
+   does not finish in ``drain_timeout`` leaves it serving, the fork is
+   cancelled, and the reload fails for that backend with what was still in
+   flight.  A drained worker stays alive, quiet (no RPC, its periodic tasks
+   skip their turn), until step 4;
+3. fork: cinder's ``init_host`` cleans up operations it finds unfinished,
+   so it runs only once the old worker has none in flight and can start
+   none;
 4. the new worker reports ``ready`` once its driver initialised and its RPC
-   servers consume, or ``failed`` with the driver's reason.  On failure (or
-   no answer within ``worker_timeout``) the backend's pins go back and the
-   same start path brings it up again on its previous configuration.
+   servers consume: the old one leaves through cinder's own graceful stop
+   and the reload waits until it is gone.  ``failed`` (with the driver's
+   reason), no report within ``worker_timeout``, or no fork because
+   ``Service.create()`` raised: the pins go back and the old worker, which
+   never stopped running, consumes again (if it died meanwhile, the same
+   start path brings the backend up on its previous values).
 
 oslo.service respawns a worker that dies from the ``ServiceWrapper`` it was
 launched with; each launch here makes a new one, so a crashed worker comes
@@ -39,10 +46,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..channel import Channel, ChannelClosed, Message
+from ..diff import OptionChange, OptKey
 from ..waiter import pid_alive
 from ..workers import WorkerPlan, WorkerResult
 from .logcapture import capturing_errors
@@ -118,12 +126,21 @@ class WorkerHandle:
                 return reply
 
     def wait_exited(self, timeout: float) -> bool:
-        """Until the process is gone (its channel ended and it is no longer running)."""
+        """Until the process is gone (its channel ended and it is no longer running).
+
+        Then a moment more, until oslo.service's wait loop reaped it: after
+        the reload no process of the old worker is left, not even a zombie.
+        """
         deadline = time.monotonic() + timeout
         self.exited.wait(timeout)
         while pid_alive(self.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not pid_alive(self.pid)
+        if pid_alive(self.pid):
+            return False
+        reaped_by = min(deadline, time.monotonic() + 1.0)
+        while os.path.exists(f"/proc/{self.pid}") and time.monotonic() < reaped_by:
+            time.sleep(0.005)
+        return True
 
     def kill(self) -> None:
         try:
@@ -132,19 +149,34 @@ class WorkerHandle:
             pass
 
 
-class LaunchFailed(Exception):
-    pass
+#: The option that says which backends run: cinder-volume's workers step adds
+#: and removes backends when it changes, instead of leaving it to a restart.
+ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
+
+
+def _backend_list(value: Any) -> list[str]:
+    return [b for b in (value or []) if b]
 
 
 class BackendWorkers:
     """The workers' step of cinder-volume's reload (workers.Workers)."""
 
-    def __init__(self, launch: Callable[[str], None], backends: Callable[[], Collection[str]]) -> None:
+    def __init__(
+        self,
+        launch: Callable[[str], None],
+        backends: Callable[[], Collection[str]],
+        membership: Callable[[str, bool], None] | None = None,
+    ) -> None:
         #: cinder's own start path for one backend (cinder.cmd.volume._launch_service).
         self._launch = launch
         self._backends = backends
+        #: Adds (True) or removes (False) a backend where the launcher names
+        #: its workers; None: backends are fixed until a restart.
+        self._membership = membership
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
+        #: Launches a reload started whose fork waits for its go (_Launch).
+        self._held: dict[str, _Launch] = {}
         self._lock = threading.Lock()
 
     # -- what the launcher tells us --------------------------------------------
@@ -212,11 +244,33 @@ class BackendWorkers:
     def groups(self) -> Collection[str]:
         return frozenset(self._backends())
 
-    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
-        changed = [g for g in plan.changed_groups if g in self.handles]
-        results: dict[str, WorkerResult] = {}
+    def owned_options(self) -> Collection[OptKey]:
+        return (ENABLED_BACKENDS,) if self._membership is not None else ()
 
-        def replace(name: str) -> None:
+    def required_groups(self) -> Collection[str]:
+        # Which sections must exist follows enabled_backends (a candidate
+        # check names a listed backend without one); a backend taken out of
+        # the list may lose its section.
+        return () if self._membership is not None else self.groups()
+
+    def candidate_groups(self, candidate: Any) -> Collection[str]:
+        if self._membership is None:
+            return self.groups()
+        return frozenset(self.groups()) | frozenset(_backend_list(candidate.enabled_backends))
+
+    def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        membership = plan.change(ENABLED_BACKENDS) if self._membership is not None else None
+        old = _backend_list(membership.old) if membership else []
+        new = _backend_list(membership.new) if membership else []
+        added = [b for b in new if b not in old and b not in self.handles]
+        removed = [b for b in old if b not in new and b in self.handles]
+        changed = [g for g in plan.changed_groups if g in self.handles and g not in removed]
+        results: dict[str, WorkerResult] = {}
+        if membership is not None:
+            membership_results = self._change_membership(plan, membership, added, removed)
+            results.update(membership_results)
+
+        def replace_worker(name: str) -> None:
             try:
                 results[name] = self.replace(name, plan)
             except Exception as exc:  # a bug must not leave the others unreported
@@ -225,7 +279,9 @@ class BackendWorkers:
 
         # Each backend is its own resource (its queue, its array): changed
         # ones are replaced side by side, the others are never paused.
-        threads = [threading.Thread(target=replace, args=(name,), name=f"reload-replace-{name}") for name in changed]
+        threads = [
+            threading.Thread(target=replace_worker, args=(name,), name=f"reload-replace-{name}") for name in changed
+        ]
         for thread in threads:
             thread.start()
         live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
@@ -234,8 +290,8 @@ class BackendWorkers:
         # reload that changed nothing anywhere: that SIGHUP is how operators
         # make cinder drop its cached RPC version pins after a rolling
         # upgrade, and the worker's reset() does it, as oslo.service's did.
-        untouched = bool(changed) and not live
-        for name in sorted(set(self.handles) - set(changed)):
+        untouched = bool(changed or added or removed) and not live
+        for name in sorted(set(self.handles) - set(changed) - set(added) - set(removed)):
             if untouched:
                 pid = self.handles[name].pid
                 results[name] = WorkerResult(name, pid, True, f"{name} (pid {pid}): unchanged")
@@ -244,6 +300,102 @@ class BackendWorkers:
         for thread in threads:
             thread.join()
         return [results[name] for name in sorted(results)]
+
+    def _change_membership(
+        self, plan: WorkerPlan, membership: OptionChange, added: list[str], removed: list[str]
+    ) -> dict[str, WorkerResult]:
+        """Backends added to or removed from ``enabled_backends``: started, or drained and stopped.
+
+        ``enabled_backends`` stays pinned to what actually runs: the old list
+        plus the backends that came up, minus the ones that stopped.  Only
+        when every one did is the change applied; otherwise the next reload
+        sees the difference again and retries what is missing.
+        """
+        results: dict[str, WorkerResult] = {}
+
+        def run(name: str, step: Callable[[str, WorkerPlan], WorkerResult]) -> None:
+            try:
+                results[name] = step(name, plan)
+            except Exception as exc:  # a bug must not leave the others unreported
+                LOG.exception("reload #%d: %s: internal error", plan.generation, name)
+                results[name] = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=run, args=(n, self.add), name=f"reload-add-{n}") for n in added]
+        threads += [threading.Thread(target=run, args=(n, self.remove), name=f"reload-remove-{n}") for n in removed]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        running = [b for b in _backend_list(membership.old) if not (b in removed and results[b].ok)]
+        running += [b for b in added if results[b].ok]
+        if all(results[name].ok for name in added + removed):
+            plan.overrides.set([membership])  # the new list, as the files say
+            for name in added + removed:
+                done = results[name]
+                results[name] = replace(done, applied_options=(*done.applied_options, ENABLED_BACKENDS))
+        else:
+            plan.overrides.set([replace(membership, new=running)])
+        return results
+
+    def add(self, name: str, plan: WorkerPlan) -> WorkerResult:
+        """A backend new in ``enabled_backends``: its worker comes up through cinder's own start path."""
+        assert self._membership is not None
+        LOG.info("reload #%d: backend %s added: starting its worker", plan.generation, name)
+        self._membership(name, True)
+        undo = plan.overrides.set(plan.changes_of(name))  # its section as the files say (a retry after a failure)
+        new, why = _Launch(self, name, strict=True).fork(plan.timeout)
+        if new is not None and why is None:
+            new.wrap.workers = 1
+            assert new.outcome is not None
+            ready_at = float(new.outcome.get("at") or time.monotonic())
+            return WorkerResult(
+                name,
+                new.pid,
+                True,
+                f"{name}: added (pid {new.pid}, up in {ready_at - new.forked_at:.2f}s)",
+                reinitialized=(name,),
+                start_s=round(ready_at - new.forked_at, 6),
+            )
+        # Not half-added: no worker, not counted, not in the list.
+        plan.overrides.undo(undo)
+        with self._lock:
+            if new is not None and self.handles.get(name) is new:
+                del self.handles[name]
+        self._membership(name, False)
+        LOG.error("reload #%d: backend %s could not be added: %s", plan.generation, name, why)
+        return WorkerResult(name, None, False, f"{name}: could not be added: {why}", failed_groups={name: str(why)})
+
+    def remove(self, name: str, plan: WorkerPlan) -> WorkerResult:
+        """A backend gone from ``enabled_backends``: drained, then its worker leaves."""
+        assert self._membership is not None
+        old = self.handles[name]
+        LOG.info("reload #%d: backend %s removed: draining its worker (pid %d)", plan.generation, name, old.pid)
+        old.wrap.workers = 0
+        try:
+            reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
+        except (ChannelClosed, TimeoutError) as exc:
+            reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        if not reply.get("ok") and not old.exited.is_set():
+            old.wrap.workers = 1
+            reason = f"could not drain: {reply.get('reason')}"
+            return WorkerResult(name, old.pid, False, f"{name}: not removed, {reason}", failed_groups={name: reason})
+        self._retire(old)
+        with self._lock:
+            if self.handles.get(name) is old:
+                del self.handles[name]
+        self._membership(name, False)
+        # Its section's options (gone from the files) are no longer pinned to
+        # what the stopped worker ran, and count as done, not as "not applied".
+        gone = plan.changes_of(name)
+        plan.overrides.set(gone)
+        return WorkerResult(
+            name,
+            None,
+            True,
+            f"{name}: removed (pid {old.pid} drained and stopped)",
+            old_pid=old.pid,
+            applied_options=tuple(c.key for c in gone),
+        )
 
     def tell(self, name: str, live: list[Message], plan: WorkerPlan) -> WorkerResult:
         """An unchanged backend: the live values, nothing else."""
@@ -263,15 +415,21 @@ class BackendWorkers:
         old = self.handles[name]
         LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
+        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
+        # cinder's start path runs up to the fork while the old worker drains:
+        # Service.create() (the manager, the driver object, the service
+        # record) needs no quiet backend, only the fork does (init_host).
+        launch = _Launch(self, name, strict=True)
         paused_at = time.monotonic()
         try:
             reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
         except (ChannelClosed, TimeoutError) as exc:
             reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        paused_at = float(reply.get("stopped_at") or paused_at)
         if not reply.get("ok"):
-            if old.exited.is_set():
-                reason = f"worker {name} (pid {old.pid}) exited while draining"
-            else:
+            launch.cancel()
+            plan.overrides.undo(undo)
+            if not old.exited.is_set():
                 old.wrap.workers = 1
                 return WorkerResult(
                     name,
@@ -280,19 +438,20 @@ class BackendWorkers:
                     f"{name}: could not drain: {reply.get('reason')}",
                     failed_groups={name: str(reply.get("reason"))},
                 )
-        else:
-            reason = None
-            paused_at = float(reply.get("stopped_at") or paused_at)
-        if not old.wait_exited(plan.drain_timeout + EXIT_GRACE):
-            LOG.warning("reload: worker %s (pid %d) drained but did not exit; killing it", name, old.pid)
-            old.kill()
-            old.wait_exited(5.0)
-        LOG.info("reload #%d: worker %s (pid %d) is gone; starting its new worker", plan.generation, name, old.pid)
-
-        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
-        new, why = self._start(name, strict=True, timeout=plan.timeout)
+            return self._start_previous(
+                name, plan, old, paused_at, f"worker {name} (pid {old.pid}) exited while draining"
+            )
+        new, why = launch.fork(plan.timeout)
         if new is not None and why is None:
+            self._retire(old)
             new.wrap.workers = 1
+            LOG.info(
+                "reload #%d: backend %s: its new worker (pid %d) consumes, the old one (pid %d) is gone",
+                plan.generation,
+                name,
+                new.pid,
+                old.pid,
+            )
             assert new.outcome is not None
             ready_at = float(new.outcome.get("at") or time.monotonic())
             return WorkerResult(
@@ -305,15 +464,62 @@ class BackendWorkers:
                 paused_s=round(ready_at - paused_at, 6),
                 start_s=round(ready_at - new.forked_at, 6),
             )
-        failure = reason or why or "unknown"
+        failure = why or "unknown"
+        plan.overrides.undo(undo)
+        try:
+            resumed = old.request("resume", 30.0)
+        except (ChannelClosed, TimeoutError) as exc:
+            resumed = {"ok": False, "reason": str(exc)}
+        if not resumed.get("ok"):
+            return self._start_previous(name, plan, old, paused_at, failure)
+        with self._lock:
+            self.handles[name] = old  # the failed successor's handle is gone with it
+        old.wrap.workers = 1
         LOG.error(
-            "reload #%d: the new worker of %s did not come up (%s); starting it again on its previous configuration",
+            "reload #%d: the new worker of %s did not come up (%s); its worker (pid %d) consumes again "
+            "on its previous configuration",
+            plan.generation,
+            name,
+            failure,
+            old.pid,
+        )
+        return WorkerResult(
+            name,
+            old.pid,
+            False,
+            f"{name}: new worker failed: {failure}; back on its previous configuration in its running "
+            f"worker (pid {old.pid}), which consumes again",
+            failed_groups={name: failure},
+            old_pid=old.pid,
+            paused_s=round(float(resumed.get("at") or time.monotonic()) - paused_at, 6),
+            start_s=None,
+        )
+
+    def _retire(self, old: WorkerHandle) -> None:
+        """The successor is up: the old worker leaves through cinder's own graceful stop."""
+        try:
+            old.channel.send({"op": "exit"})
+        except ChannelClosed:
+            pass
+        if not old.wait_exited(EXIT_GRACE):
+            LOG.warning("reload: worker %s (pid %d) did not exit; killing it", old.name, old.pid)
+            old.kill()
+            old.wait_exited(5.0)
+
+    def _start_previous(
+        self, name: str, plan: WorkerPlan, old: WorkerHandle, paused_at: float, failure: str
+    ) -> WorkerResult:
+        """The old worker is gone and no new one came up: start one on the previous values."""
+        LOG.error(
+            "reload #%d: %s: %s; starting its worker again on its previous configuration",
             plan.generation,
             name,
             failure,
         )
-        plan.overrides.undo(undo)
-        back, back_why = self._start(name, strict=False, timeout=plan.timeout)
+        if not old.wait_exited(EXIT_GRACE):
+            old.kill()
+            old.wait_exited(5.0)
+        back, back_why = _Launch(self, name, strict=False).fork(plan.timeout)
         if back is not None and back_why is None:
             back.wrap.workers = 1
             state = f"back on its previous configuration (pid {back.pid})"
@@ -326,28 +532,76 @@ class BackendWorkers:
             name,
             back.pid if back else None,
             False,
-            f"{name}: new worker failed: {failure}; {state}",
+            f"{name}: {failure}; {state}",
             failed_groups={name: failure},
             old_pid=old.pid,
             paused_s=round(ready_at - paused_at, 6),
             start_s=None,
         )
 
-    def _start(self, name: str, *, strict: bool, timeout: float) -> tuple[WorkerHandle | None, str | None]:
-        """Launch ``name`` through cinder's start path; (handle, None) once up, else (handle or None, reason)."""
-        before = self.handles.get(name)
+    # -- the launcher's side of a launch -----------------------------------------
+    def may_fork(self, name: str) -> bool:
+        """Called by the launcher right before it forks ``name``: wait for the go, if a reload holds it."""
         with self._lock:
+            held = self._held.get(name)
+        return True if held is None else held.wait_for_go()
+
+
+class _Launch:
+    """One backend brought up through cinder's own start path, forked only when told.
+
+    ``cinder.cmd.volume._launch_service()`` runs in a thread of its own at
+    once (``Service.create()`` in this process); the launcher's
+    ``launch_service()`` then waits in :meth:`BackendWorkers.may_fork` until
+    :meth:`fork` (go) or :meth:`cancel` (no fork: the created service object
+    is dropped, nothing ran).
+    """
+
+    def __init__(self, workers: BackendWorkers, name: str, *, strict: bool) -> None:
+        self._workers = workers
+        self.name = name
+        self._before = workers.handles.get(name)
+        self._decided = threading.Event()
+        self._go = False
+        self._done = threading.Event()
+        self._errors: str | None = None
+        with workers._lock:
+            workers._held[name] = self
             if strict:
-                self._strict.add(name)
+                workers._strict.add(name)
+        threading.Thread(target=self._run, name=f"reload-launch-{name}", daemon=True).start()
+
+    def _run(self) -> None:
         try:
             with capturing_errors("cinder.cmd.volume") as errors:
-                self._launch(name)
+                self._workers._launch(self.name)
+            self._errors = errors.reason()
+        except Exception as exc:  # cinder's _launch_service logs and swallows its own
+            self._errors = f"{type(exc).__name__}: {exc}"
         finally:
-            with self._lock:
-                self._strict.discard(name)
-        handle = self.handles.get(name)
-        if handle is None or handle is before:
-            return None, errors.reason() or "cinder did not launch the service"
+            with self._workers._lock:
+                self._workers._strict.discard(self.name)
+                if self._workers._held.get(self.name) is self:
+                    del self._workers._held[self.name]
+            self._done.set()
+
+    def wait_for_go(self) -> bool:
+        self._decided.wait()
+        return self._go
+
+    def cancel(self) -> None:
+        self._decided.set()
+        self._done.wait(60.0)
+
+    def fork(self, timeout: float) -> tuple[WorkerHandle | None, str | None]:
+        """Fork the worker and wait for its start report; (handle, None) once up, else (handle or None, reason)."""
+        self._go = True
+        self._decided.set()
+        self._done.wait()
+        workers = self._workers
+        handle = workers.handles.get(self.name)
+        if handle is None or handle is self._before:
+            return None, self._errors or "cinder did not launch the service"
         if not handle.started.wait(timeout):
             handle.kill()
             handle.wait_exited(5.0)

@@ -42,6 +42,15 @@ class Integration:
     #: The service's own rules on a candidate configuration (ReloadCycle.candidate_checks).
     candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
+    def set_worker_group(self, name: str, present: bool) -> None:
+        """A worker (cinder-volume: a backend) added or removed while the service runs."""
+        groups = dict(self.worker_groups)
+        if present:
+            groups[name] = [name]
+        else:
+            groups.pop(name, None)
+        self.worker_groups = groups
+
     @property
     def drain_timeout(self) -> float:
         return float(self.conf.reload.drain_timeout)

@@ -79,6 +79,7 @@ def install(integration: Integration) -> None:
                 self.backends = workers = BackendWorkers(
                     lambda backend: volume_cmd._launch_service(self, backend),
                     lambda: list(integration.worker_groups),
+                    None if integration.threading_backend else integration.set_worker_group,
                 )
             else:
                 workers = SignalledWorkers(
@@ -97,7 +98,8 @@ def install(integration: Integration) -> None:
         def launch_service(self, service: Any, workers: int = 1) -> None:
             name = _worker_name(service, integration)
             if self.backends is not None and not integration.threading_backend:
-                super().launch_service(BackendService(service, name), workers)
+                if self.backends.may_fork(name):  # a reload forks only once the old worker drained
+                    super().launch_service(BackendService(service, name), workers)
                 return
             if name in self._reload_workers:  # cinder-backup's N processes: one service each
                 name = f"{name}{len(self._reload_workers) + 1}"

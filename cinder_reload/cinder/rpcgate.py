@@ -43,6 +43,9 @@ _NOT_OPERATIONS = frozenset(
     }
 )
 
+#: What the service's own timer calls (not RPC): skipped by a retired worker.
+_PERIODIC = frozenset({"run_periodic_tasks"})
+
 
 class RpcGate:
     """A backend's drain gate around its manager's RPC-callable methods.
@@ -60,6 +63,9 @@ class RpcGate:
         self.methods: list[str] = []
         #: Calls in flight, by method name (outermost calls only).
         self.busy: collections.Counter[str] = collections.Counter()
+        #: A drained worker waiting for its successor: the periodic tasks
+        #: skip their turn (RPC cannot arrive, its servers are stopped).
+        self.retired = False
 
     def wrap(self, manager: Any) -> list[str]:
         """Shadow every RPC-callable method of ``manager`` with a tracked copy."""
@@ -88,12 +94,15 @@ class RpcGate:
         gate = self.gate
         busy = self.busy
         name = getattr(func, "__name__", "operation")
+        periodic = name in _PERIODIC
 
         @functools.wraps(func)
         def call(*args: Any, **kwargs: Any) -> Any:
             depth = getattr(local, "depth", 0)
             if depth:
                 return func(*args, **kwargs)
+            if periodic and self.retired:
+                return None
             with gate.operation():
                 local.depth = 1
                 busy[name] += 1

@@ -56,6 +56,19 @@ def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) 
         conf.set_default("log_file", f"{service}.log")
 
 
+def _threading_backend() -> bool:
+    """Whether cinder runs on oslo.service's threading backend (not eventlet)."""
+    try:
+        from cinder import monkey_patch
+    except ImportError:
+        # cinder < 27 (Debian 13's 26) has no cinder.monkey_patch: its
+        # command modules always monkey-patch with eventlet.
+        import eventlet.patcher
+
+        return not eventlet.patcher.is_monkey_patched("thread")
+    return not monkey_patch.is_patched()
+
+
 def run(service: str, service_args: Sequence[str], state_dir: str | None = None) -> int:
     if service not in SERVICES:
         print(f"cinder-reload run: unknown service {service!r} (known: {', '.join(SERVICES)})", file=sys.stderr)
@@ -72,15 +85,13 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
     conf = cfg.CONF
     register_reload_opts(conf)
     _log_file_named_after(service, conf, service_args)
-    from cinder import monkey_patch
-
     integration = Integration(
         service=service,
         conf=conf,
         notify_address=notify_address,
         state_dir=directory,
         restart_only=restart_only(service),
-        threading_backend=not monkey_patch.is_patched(),
+        threading_backend=_threading_backend(),
     )
     if service == "cinder-volume":
         # Backends are re-initialised by replacing their worker (backends.py).

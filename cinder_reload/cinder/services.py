@@ -12,7 +12,14 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from oslo_service.backend.base import ServiceBase
+try:
+    from oslo_service.backend.base import ServiceBase
+except ImportError:
+    # oslo.service < 4.2 (Debian 13's 4.1.1, under its cinder 26) has no
+    # backend.base.ServiceBase; its oslo_service.service exports the selected
+    # backend's class.  Imported after cinder's command module chose the
+    # backend (run.py), so this picks the one cinder runs on.
+    from oslo_service.service import ServiceBase
 
 from ..engine import ReloadEngine
 

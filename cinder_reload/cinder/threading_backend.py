@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable, Collection
 from typing import Any
 
+from ..diff import OptKey
 from ..engine import ReloadEngine
 from ..workers import WorkerPlan, WorkerResult
 from .integration import Integration
@@ -24,6 +25,15 @@ class CotyledonRestart:
         self._groups = frozenset(groups)
 
     def groups(self) -> Collection[str]:
+        return self._groups
+
+    def owned_options(self) -> Collection[OptKey]:
+        return ()
+
+    def required_groups(self) -> Collection[str]:
+        return self._groups
+
+    def candidate_groups(self, candidate: Any) -> Collection[str]:
         return self._groups
 
     def reload(self, plan: WorkerPlan) -> list[WorkerResult]:

@@ -54,9 +54,13 @@ def _install_metadata() -> bytes:
     return json.dumps(relevant, sort_keys=True).encode()
 
 
+EDITABLE_MODE = "compat"
+
+
 def venv_key() -> str:
     digest = hashlib.sha256()
-    for part in (REQUIREMENTS.read_bytes(), _install_metadata(), str(REPO).encode(), sys.version.encode()):
+    parts = (REQUIREMENTS.read_bytes(), _install_metadata(), str(REPO).encode(), sys.version.encode(), EDITABLE_MODE)
+    for part in (p.encode() if isinstance(p, str) else p for p in parts):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()[:16]
@@ -116,7 +120,10 @@ def cinder_venv(log: Path | None = None) -> Path:
             pip = str(target / "bin" / "pip")
             step(pip, "install", "-q", "--upgrade", "pip")
             step(pip, "install", "-q", "-r", str(REQUIREMENTS))
-            step(pip, "install", "-q", "-e", str(REPO))
+            # compat: a path entry in a .pth, as a packaged install's import
+            # costs, not setuptools' import-hook finder (pathlib, importlib.util
+            # ... on every start of `cinder-reload signal`, i.e. every reload).
+            step(pip, "install", "-q", "--config-settings", f"editable_mode={EDITABLE_MODE}", "-e", str(REPO))
             step(str(target / "bin" / "python"), "-c", "import cinder.tests.fake_driver, cinder_reload.cinder.run")
         (target / COMPLETE).write_text(key + "\n")
         tmp_link = CACHE / f".cinder-venv-{key}.{os.getpid()}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cinderproc import FAKE_DRIVER, CinderService, volume_config
+from helpers import wait_until
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
@@ -159,8 +160,10 @@ def test_a_driver_that_cannot_be_built_rolls_the_backend_back(start_cinder: Star
     assert done.returncode == 1
     assert "fake1: new worker failed" in done.stderr and "NoSuchDriver" in done.stderr, done.stderr
     assert "back on its previous configuration" in done.stderr
+    # The old worker was drained, kept alive while the new one tried, and
+    # consumes again: same pid, never restarted.
     back = volume.worker_pid("fake1")
-    assert back != fake1 and volume.pids() == {volume.pid, back, fake2}
+    assert back == fake1 and volume.pids() == {volume.pid, fake1, fake2}
     doc = volume.state()
     assert "fake1" in doc["failed_groups"] and doc["reinitialized"] == []
     assert {c["option"] for c in doc["not_applied"]} == {"volume_driver", "volume_backend_name"}
@@ -182,19 +185,90 @@ def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     volume = start_cinder()
     pids = volume.pids()
     text = edited(volume, "transport_url = fake://", "transport_url = fake://elsewhere")
-    text = text.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3")
     text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
-    # A new backend needs its section (a reload refuses one enabled_backends names without it).
-    text += "\n[fake3]\nvolume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver\nvolume_backend_name = fake3\n"
     volume.edit(text)
     done = volume.reload()
     assert done.returncode == 0, done.stderr
-    assert "pending restart: DEFAULT.enabled_backends, DEFAULT.transport_url, fake1.backend_host" in done.stdout
+    assert "pending restart: DEFAULT.transport_url, fake1.backend_host" in done.stdout
     assert volume.pids() == pids
     pending = {(c["group"], c["option"]) for c in volume.state()["pending_restart"]}
-    assert pending == {("DEFAULT", "transport_url"), ("DEFAULT", "enabled_backends"), ("fake1", "backend_host")}
+    assert pending == {("DEFAULT", "transport_url"), ("fake1", "backend_host")}
     status = volume.notify.messages[-1]["STATUS"]
-    assert "pending restart: DEFAULT.enabled_backends" in status
+    assert "pending restart: DEFAULT.transport_url" in status
+    # Still pending at the next reload, whatever else it changes.
+    volume.edit(text.replace("volume_backend_name = fake2", "volume_backend_name = fake2-gold"))
+    done = volume.reload()
+    assert done.returncode == 0 and "pending restart: DEFAULT.transport_url" in done.stdout, done.stdout
+
+
+def test_backends_are_added_and_removed_live(start_cinder: Start, cinder_venv: Path) -> None:
+    """enabled_backends: a new backend's worker comes up and serves, a removed one is stopped."""
+    import json
+    import os
+    import subprocess
+
+    from stack.infra import backing_services
+
+    with backing_services(prefix="crmembers") as backing:
+        volume = start_cinder(
+            config=lambda workdir: volume_config(workdir).replace(
+                "transport_url = fake://", f"transport_url = {backing.transport_url}"
+            )
+        )
+        main, fake1, fake2 = volume.pid, volume.worker_pid("fake1"), volume.worker_pid("fake2")
+        text = volume.config_file.read_text()
+        section = "\n[{0}]\nvolume_driver = {1}\nvolume_backend_name = {0}\n"
+
+        # Added: its worker starts through cinder's start path and takes volumes.
+        added = text.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3")
+        added += section.format("fake3", FAKE_DRIVER)
+        volume.edit(added)
+        done = volume.reload()
+        assert done.returncode == 0, done.stderr
+        fake3 = volume.worker_pid("fake3")
+        assert volume.pid == main and volume.pids() == {main, fake1, fake2, fake3}
+        doc = volume.state()
+        assert doc["pending_restart"] == [] and "fake3" in doc["reinitialized"], doc
+        client = [
+            str(cinder_venv / "bin" / "python"),
+            str(Path(__file__).parent / "rpcclient.py"),
+            str(volume.config_file),
+        ]
+        created = subprocess.run(
+            [*client, "create", f"{os.uname().nodename}@fake3#fake3", "2", "--wait", "60"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert created.returncode == 0, created.stderr[-2000:]
+        assert [json.loads(line)["status"] for line in created.stdout.splitlines()] == ["available"] * 2
+
+        # Removed (its section too): drained and stopped, the others untouched.
+        removed = added.replace("enabled_backends = fake1,fake2,fake3", "enabled_backends = fake1,fake3")
+        removed = removed[: removed.index("[fake2]")] + removed[removed.index("[fake3]") :]
+        volume.edit(removed)
+        done = volume.reload()
+        assert done.returncode == 0, done.stderr
+        # Gone (oslo.service reaps it a moment later: no zombie is left either).
+        assert not Path(f"/proc/{fake2}").exists() or ") Z " in Path(f"/proc/{fake2}/stat").read_text()
+        wait_until(lambda: volume.pids() == {main, fake1, fake3}, 10, "the removed worker reaped")
+        doc = volume.state()
+        assert doc["pending_restart"] == [] and doc["not_applied"] == [], doc
+        assert {w["worker"] for w in doc["workers"]} == {"fake1", "fake2", "fake3"}  # fake2: its removal
+        assert "no changes" in (volume.reload().stdout), "a second reload of the same file changes nothing"
+
+        # A backend that cannot come up fails the reload and is not half-added.
+        broken = removed.replace("enabled_backends = fake1,fake3", "enabled_backends = fake1,fake3,fake4")
+        broken += section.format("fake4", "cinder.tests.fake_driver.NoSuchDriver")
+        volume.edit(broken)
+        done = volume.reload()
+        assert done.returncode == 1 and "fake4: could not be added" in done.stderr, done.stderr
+        assert "NoSuchDriver" in done.stderr and volume.pids() == {main, fake1, fake3}
+        # Fixed, the next reload adds it.
+        volume.edit(broken.replace("cinder.tests.fake_driver.NoSuchDriver", FAKE_DRIVER))
+        done = volume.reload()
+        assert done.returncode == 0, done.stderr
+        assert volume.pids() == {main, fake1, fake3, volume.worker_pid("fake4")}
 
 
 def test_a_worker_that_does_not_answer_fails_the_cycle_without_hanging_it(start_cinder: Start) -> None:
@@ -377,6 +451,7 @@ def test_a_drain_counts_cinders_own_rpc_call_in_flight(start_cinder: Start, cind
         assert done.returncode == 1, done.stdout + done.stderr
         assert "create_volume x1" in done.stderr, done.stderr
         assert volume.worker_pid("fake1") == fake1, "the backend keeps serving on its previous configuration"
+
         def status() -> str:
             shown = subprocess.run([*client, str(volume.config_file), "show", ident], capture_output=True, text=True)
             return str(json.loads(shown.stdout)["status"])

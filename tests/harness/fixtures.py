@@ -3,13 +3,15 @@
 Fixtures:
 * ``harness_workdir``: a short private directory (UNIX socket paths must fit
   108 bytes), bind-mounted into the Debian root at the same path.
-* ``systemd252``, ``systemd257``: a running user manager (``UserManager``),
-  closed after the test.
+* ``systemd252``, ``systemd257``, ``systemd262``: a running user manager
+  (``UserManager``), closed after the test (262: the cached sid root with a
+  cgroup2-only /sys/fs/cgroup).
 * ``sysv_root``: the manager-less Debian 13 root (``SysvRoot``).
 * ``debian13_root``: the cached root's path (session scope, read-only).
 * ``manager_path``: parametrised over the paths (``systemd-252``,
   ``systemd-257`` with the notify-reload flavour, ``systemd-257-sync`` with
-  the < 253 flavour that the committed units/ use, ``sysv``), with the
+  the < 253 flavour that the committed units/ use, ``systemd-262`` with the
+  >= 259 flavour, ``sysv``), with the
   ``systemd``/``sysv`` marks, and
   ``deploy_refdaemon``: a factory that installs the reference daemon on that
   path (unit or init script), starts it and returns a ``RefService``.
@@ -31,14 +33,14 @@ from typing import Any
 
 import pytest
 
-from .managers import SystemdHost252, SystemdTrixie257, UserManager
+from .managers import SystemdHost252, SystemdSid262, SystemdTrixie257, UserManager
 from .refservice import RefService, SystemdRefService, SysvRefService
 from .roots import trixie_root
 from .sysv import SysvRoot
 
 __all__ = ["namespaces_unavailable"]
 
-PATHS = ("systemd-252", "systemd-257", "systemd-257-sync", "sysv")
+PATHS = ("systemd-252", "systemd-257", "systemd-257-sync", "systemd-262", "sysv")
 
 
 @functools.cache
@@ -117,6 +119,17 @@ def systemd257(harness_workdir: Path) -> Iterator[UserManager]:
 
 
 @pytest.fixture
+def systemd262(harness_workdir: Path) -> Iterator[UserManager]:
+    _require()
+    manager = SystemdSid262(harness_workdir)
+    try:
+        yield manager
+    finally:
+        manager.close()
+        _dump_logs(harness_workdir)
+
+
+@pytest.fixture
 def sysv_root(harness_workdir: Path) -> Iterator[SysvRoot]:
     _require()
     root = SysvRoot(harness_workdir)
@@ -132,6 +145,7 @@ def sysv_root(harness_workdir: Path) -> Iterator[SysvRoot]:
         pytest.param("systemd-252", marks=pytest.mark.systemd, id="systemd-252"),
         pytest.param("systemd-257", marks=pytest.mark.systemd, id="systemd-257"),
         pytest.param("systemd-257-sync", marks=pytest.mark.systemd, id="systemd-257-sync"),
+        pytest.param("systemd-262", marks=pytest.mark.systemd, id="systemd-262"),
         pytest.param("sysv", marks=pytest.mark.sysv, id="sysv"),
     ]
 )
@@ -156,7 +170,7 @@ def deploy_refdaemon(
             root: SysvRoot = request.getfixturevalue("sysv_root")
             service = SysvRefService(root, harness_workdir, reload_timeout=timeout_start, stop_timeout=timeout_stop)
         else:
-            fixture = "systemd252" if manager_path == "systemd-252" else "systemd257"
+            fixture = {"systemd-252": "systemd252", "systemd-262": "systemd262"}.get(manager_path, "systemd257")
             manager: UserManager = request.getfixturevalue(fixture)
             # systemd-257-sync: the committed default units (the < 253 flavour) on systemd 257.
             flavour = 252 if manager_path == "systemd-257-sync" else None
@@ -178,5 +192,8 @@ def deploy_refdaemon(
 
 
 def pytest_configure(config: Any) -> None:
-    for marker in ("systemd: needs a real systemd user manager (252 or 257)", "sysv: runs LSB init scripts for real"):
+    for marker in (
+        "systemd: needs a real systemd user manager (252, 257 or 262)",
+        "sysv: runs LSB init scripts for real",
+    ):
         config.addinivalue_line("markers", marker)

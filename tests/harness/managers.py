@@ -1,4 +1,5 @@
-"""Real systemd user managers: 252 (the host's) and 257 (in the Debian 13 root).
+"""Real systemd user managers: 252 (the host's), 257 (in the Debian 13 root)
+and 262 (in the cached sid root with Debian's cinder, cinder_roots.py).
 
 Both have one interface (``UserManager``): install a unit, ``daemon-reload``,
 ``start``/``stop``/``reload``/``restart`` (each returning a ``CommandResult``:
@@ -22,11 +23,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from .cinder_roots import cinder_root
 from .commands import CommandResult, WaitTimeout, run
 from .namespaces import BASE_PATH, REPO, HostNamespace, Namespace, RootNamespace, wait_for_path
 from .roots import trixie_root
 
-__all__ = ["SystemdHost252", "SystemdTrixie257", "UserManager"]
+__all__ = ["SystemdHost252", "SystemdRoot", "SystemdSid262", "SystemdTrixie257", "UserManager"]
 
 DEFAULT_PROPS = ("MainPID", "ActiveState", "SubState", "Result", "NRestarts", "StatusText", "ExecMainStatus")
 
@@ -186,24 +188,52 @@ class SystemdHost252(UserManager):
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-class SystemdTrixie257(UserManager):
-    """systemd 257 from the cached Debian 13 root, as a user manager there."""
+class SystemdRoot(UserManager):
+    """The systemd of a cached Debian root, as a user manager there.
 
-    name = "systemd-257"
+    ``namespace`` builds the ``RootNamespace`` (the harness's, with the
+    repository importable, by default); ``cgroup2`` gives the root a
+    cgroup2-only ``/sys/fs/cgroup`` (systemd >= 258 refuses this hybrid host's
+    cgroup v1 hierarchies)."""
 
-    def __init__(self, workdir: Path, *, binds: Iterable[Path] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        root: Path,
+        *,
+        name: str,
+        binds: Iterable[Path] = (),
+        cgroup2: bool = False,
+        namespace: type[RootNamespace] = RootNamespace,
+        cinder_reload: str = "/usr/local/bin/cinder-reload",
+    ) -> None:
         super().__init__(workdir)
+        self.name = name
         self.runtime_dir = "/run/xdg"
         self.config_home = "/root/.config"
         self.python = "/usr/bin/python3"
-        self.cinder_reload = "/usr/local/bin/cinder-reload"
-        self.ns = RootNamespace(trixie_root(), workdir, binds=[workdir, *binds], log=workdir / f"{self.name}.log")
+        self.cinder_reload = cinder_reload
+        self.ns = namespace(root, workdir, binds=[workdir, *binds], cgroup2=cgroup2, log=workdir / f"{name}.log")
         self.ns.start("/usr/lib/systemd/systemd --user", _manager_env(self._env()))
         self._wait_ready()
 
     def _cleanup(self) -> None:
         assert isinstance(self.ns, RootNamespace)
         self.ns.cleanup()
+
+
+class SystemdTrixie257(SystemdRoot):
+    """systemd 257 from the cached Debian 13 root, as a user manager there."""
+
+    def __init__(self, workdir: Path, *, binds: Iterable[Path] = ()) -> None:
+        super().__init__(workdir, trixie_root(), name="systemd-257", binds=binds)
+
+
+class SystemdSid262(SystemdRoot):
+    """systemd 262 from the cached sid root (which also holds Debian's cinder)."""
+
+    def __init__(self, workdir: Path, *, binds: Iterable[Path] = ()) -> None:
+        super().__init__(workdir, cinder_root("sid"), name="systemd-262", binds=binds, cgroup2=True)
 
 
 _ = run  # exported through harness.commands

@@ -28,10 +28,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .commands import CommandResult, WaitTimeout, pid_exists, run
 
-__all__ = ["REPO", "HostNamespace", "Namespace", "RootNamespace", "processes_in_mount_ns"]
+__all__ = ["REPO", "HostNamespace", "Namespace", "PackageRootNamespace", "RootNamespace", "processes_in_mount_ns"]
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -220,10 +221,12 @@ class RootNamespace(Namespace):
         binds: Sequence[Path] = (),
         readonly_binds: Sequence[Path] = (REPO,),
         systemd_run_dir: bool = True,
+        cgroup2: bool = False,
         log: Path | None = None,
     ) -> None:
         super().__init__(workdir, log)
         self.root = root
+        self.cgroup2 = cgroup2
         self.binds = list(binds)
         self.readonly_binds = list(readonly_binds)
         self.systemd_run_dir = systemd_run_dir
@@ -262,6 +265,15 @@ class RootNamespace(Namespace):
             f"mount -t proc proc {m}/proc",
             f"mount --rbind /sys {m}/sys",
             f"mount --rbind /dev {m}/dev",
+        ]
+        if self.cgroup2:
+            # systemd >= 258 refuses cgroup v1 and this host is a v1/v2 hybrid:
+            # the root sees the unified (cgroup2) hierarchy alone on
+            # /sys/fs/cgroup, inside this namespace only.  The anchor already
+            # sits in a cgroup of its own there (_spawn), which the manager
+            # takes as its root (../shared/notes/systemd-and-openstack.md).
+            lines += [f"umount -R {m}/sys/fs/cgroup", f"mount -t cgroup2 cgroup2 {m}/sys/fs/cgroup"]
+        lines += [
             f"mount -t tmpfs -o mode=755 tmpfs {m}/run",
             f"mount -t tmpfs -o mode=1777 tmpfs {m}/tmp",
             f"mkdir -m 700 {m}/run/xdg",
@@ -299,6 +311,18 @@ class RootNamespace(Namespace):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.layer, ignore_errors=True)
+
+
+class PackageRootNamespace(RootNamespace):
+    """A ``RootNamespace`` where nothing of the repository is put in: whatever
+    ``cinder-reload`` runs there came from the installed ``.deb``."""
+
+    def __init__(self, root: Path, workdir: Path, **kwargs: Any) -> None:
+        kwargs.setdefault("readonly_binds", ())
+        super().__init__(root, workdir, **kwargs)
+
+    def _prepare_upper(self, upper: Path) -> None:
+        pass
 
 
 def wait_for_path(ns: Namespace, path: str, timeout: float, what: str) -> None:

@@ -23,11 +23,18 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from cinder_reload.render import RenderSpec, ServiceSpec, render_initscript, render_unit
+from cinder_reload.render import RenderSpec, ServiceSpec, render_initscript, render_path_units, render_unit
 
 from .namespaces import REPO
 
-__all__ = ["DaemonPaths", "refdaemon_default", "refdaemon_initscript", "refdaemon_unit", "runtime_directory"]
+__all__ = [
+    "DaemonPaths",
+    "refdaemon_default",
+    "refdaemon_initscript",
+    "refdaemon_path_units",
+    "refdaemon_unit",
+    "runtime_directory",
+]
 
 NAME = "refdaemon"
 
@@ -51,7 +58,9 @@ class DaemonPaths:
         return argv
 
 
-def _spec(systemd_version: int, paths: DaemonPaths, timeout_start: float, timeout_stop: float) -> RenderSpec:
+def _spec(
+    systemd_version: int, paths: DaemonPaths, timeout_start: float, timeout_stop: float, **extra: object
+) -> RenderSpec:
     start = max(1, round(timeout_start))
     service = ServiceSpec(
         name=NAME,
@@ -69,6 +78,7 @@ def _spec(systemd_version: int, paths: DaemonPaths, timeout_start: float, timeou
         # ExecReload='s own --timeout stays below TimeoutStartSec= (render's rule), also for short test timeouts.
         reload_margin=5 if start > 10 else 1,
         services=(service,),
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -85,6 +95,24 @@ def refdaemon_unit(
     if re.search(r"(?m)^(User|Group)=", text):
         raise AssertionError(f"rendered with user=None but the unit still switches users:\n{text}")
     return text
+
+
+def refdaemon_path_units(paths: DaemonPaths) -> dict[str, str]:
+    """The optional reload-on-change ``.path`` unit and its ``.service``, for a user manager.
+
+    Rendered for the daemon's own configuration file.  One change, for the
+    user manager: ``systemctl`` gets ``--user`` (the rendered unit talks to
+    the system manager, which is the one that runs it in production).
+    """
+    spec = _spec(252, paths, 30, 10, config_files=(paths.config,))
+    units = render_path_units(spec, spec.services[0])
+    derived = {}
+    for name, text in units.items():
+        text, count = re.subn(r"/bin/systemctl ", "/bin/systemctl --user ", text)
+        if name.endswith(".service") and count != 2:
+            raise AssertionError(f"expected two systemctl calls in {name}, found {count}:\n{text}")
+        derived[name] = text
+    return derived
 
 
 def runtime_directory(unit_text: str) -> str:

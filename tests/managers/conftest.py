@@ -12,6 +12,7 @@ from harness.fixtures import (
     manager_path,
     systemd252,
     systemd257,
+    systemd262,
     sysv_root,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "manager_path",
     "systemd252",
     "systemd257",
+    "systemd262",
     "sysv_root",
 ]

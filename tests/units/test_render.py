@@ -123,6 +123,26 @@ def test_unit_from_253_uses_notify_reload(service) -> None:  # type: ignore[no-u
     assert "Service.ExecReload" not in unit  # a second SIGHUP would start a second cycle
 
 
+@pytest.mark.parametrize("version", [258, 259, 262])
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_unit_from_259_is_notify_reload_with_a_synchronous_exec_reload(service, version: int) -> None:  # type: ignore[no-untyped-def]
+    """259 runs ExecReload= before (and instead of) the signal: both in one unit; 258 still signals first."""
+    text = render_unit(RenderSpec(systemd_version=version), service)
+    unit = settings(text)
+    assert unit["Service.Type"] == ["notify-reload"] and unit["Service.NotifyAccess"] == ["main"]
+    if version < 259:
+        assert "Service.ExecReload" not in unit
+        assert "systemd 253-258 flavour" in text
+        return
+    assert unit["Service.ExecReload"] == [
+        f"/usr/bin/cinder-reload signal {service.name} --pid $MAINPID --wait --timeout {service.timeout_start - 5}"
+    ]
+    assert "systemd >= 259 flavour" in text
+    dropin = settings(render_dropin(RenderSpec(systemd_version=version), service, DISTROS["debian"]))
+    assert dropin["Service.Type"] == ["notify-reload"]
+    assert dropin["Service.ExecReload"][-1].startswith("/usr/bin/cinder-reload signal")
+
+
 @pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
 def test_hardening_where_it_is_safe(service) -> None:  # type: ignore[no-untyped-def]
     unit = settings(render_unit(RenderSpec(), service))

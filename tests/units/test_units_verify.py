@@ -124,7 +124,7 @@ def test_verify_252_rejects_notify_reload(tmp_path: Path) -> None:
     assert "Failed to parse service type, ignoring: notify-reload" in output
 
 
-@pytest.mark.parametrize("version", [252, 257], ids=["flavour-lt-253", "flavour-notify-reload"])
+@pytest.mark.parametrize("version", [252, 257, 262], ids=["flavour-lt-253", "flavour-notify-reload", "flavour-ge-259"])
 def test_verify_257_debian13(version: int, sysv_root, harness_workdir: Path) -> None:  # type: ignore[no-untyped-def]
     probe = sysv_root.run(["systemd-analyze", "--version"])
     assert probe.stdout.startswith("systemd 257"), probe
@@ -161,3 +161,26 @@ def test_security_exposure_252(tmp_path: Path) -> None:
         assert ours[name] < rdo[f"openstack-{name}"] - 5, (ours, rdo)
     for name in ("cinder-volume.service", "cinder-backup.service"):
         assert ours[name] == rdo[f"openstack-{name}"], (ours, rdo)
+
+
+@pytest.mark.parametrize("version", [252, 257, 262], ids=["flavour-lt-253", "flavour-notify-reload", "flavour-ge-259"])
+def test_verify_262_sid(version: int, harness_workdir: Path) -> None:
+    """Every flavour and drop-in verifies with sid's systemd 262 (the cached sid root, no manager)."""
+    from harness.cinder_roots import cinder_root
+    from harness.namespaces import BASE_PATH, RootNamespace
+
+    ns = RootNamespace(cinder_root("sid"), harness_workdir, binds=[harness_workdir], systemd_run_dir=False)
+    ns.start("/bin/sleep infinity", {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": "/root"})
+    try:
+        probe = ns.run(["systemd-analyze", "--version"])
+        assert probe.stdout.startswith("systemd 262"), probe
+        units = prepare(harness_workdir / "out", RenderSpec(systemd_version=version, cinder_reload=ROOT_CINDER_RELOAD))
+
+        def run(argv: list[str]) -> tuple[int, str]:
+            result = ns.run(argv)
+            return result.returncode, result.output
+
+        verify_all(units, run)
+    finally:
+        ns.kill_all()
+        ns.cleanup()

@@ -1,0 +1,58 @@
+"""Debian's own cinder packages with this project's .debs on top (tests/debian).
+
+``project_debs``: the .debs of this tree, built once per session by
+``tools/build-packages`` exactly as a packager runs it.
+``debian_cinder``: one ``DebianCinder`` per suite (sid, trixie) and module,
+with a test ``/etc/cinder/cinder.conf`` (sqlite, ``fake://`` transport, two
+of cinder's own ``FakeLoggingVolumeDriver`` backends) and its database made
+by Debian's ``cinder-manage db sync``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from debcinder import DebianCinder
+from harness.fixtures import namespaces_unavailable
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = ("sid", "trixie")
+
+
+@pytest.fixture(scope="session")
+def project_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = namespaces_unavailable()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path_factory.mktemp("debs")
+    out.chmod(0o755)
+    proc = subprocess.run(
+        [str(REPO / "tools" / "build-packages"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"tools/build-packages failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
+    return out / "deb"
+
+
+@pytest.fixture(scope="module", params=SUITES)
+def debian_cinder(request: pytest.FixtureRequest, project_debs: Path) -> Iterator[DebianCinder]:
+    workdir = Path(tempfile.mkdtemp(prefix="cr-deb-"))
+    workdir.chmod(0o755)
+    debian = DebianCinder(request.param, workdir, project_debs)
+    try:
+        debian.prepare_volume_service()
+        yield debian
+    finally:
+        debian.close()
+        for log in sorted(workdir.glob("*.log")):  # shown by pytest when a test failed
+            print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-3000:]}")
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -131,3 +131,40 @@ def test_every_free_text_field_of_a_worker_record_is_masked() -> None:
     assert record.get("problems") in (None, ["[fake1] x: ****"])
     assert (record["worker"], record["pid"], record["old_pid"], record["paused_s"]) == ("fake1", 42, 41, 0.5)
     assert doc["result"] == "failed" and "****" in doc["message"]
+
+
+def test_the_log_filter_masks_message_arguments_and_exception_text() -> None:
+    """A real logger and handler: what reaches the formatted line is masked."""
+    import io
+    import logging
+
+    from cinder_reload.masking import SecretLogFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("cinder_reload.test_masking_filter")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    secrets = ["s3cr3t-pw"]
+    log_filter = SecretLogFilter(lambda: list(secrets))
+    logger.addFilter(log_filter)
+    try:
+        logger.info("plain %s and %d", "s3cr3t-pw", 7)
+        logger.info("already in the text: s3cr3t-pw")
+        try:
+            raise RuntimeError("driver could not connect with s3cr3t-pw")
+        except RuntimeError:
+            logger.exception("re-initialising [%s] failed", "b1")
+        secrets.clear()  # nothing secret known: records pass untouched
+        logger.info("no secrets: %s", "visible")
+    finally:
+        logger.removeFilter(log_filter)
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "s3cr3t-pw" not in out
+    assert "INFO plain **** and 7" in out and "INFO already in the text: ****" in out
+    assert "ERROR re-initialising [b1] failed" in out and "RuntimeError: driver could not connect with ****" in out
+    assert "Traceback (most recent call last)" in out, "the traceback is kept, masked"
+    assert "INFO no secrets: visible" in out

@@ -168,3 +168,28 @@ def test_the_log_filter_masks_message_arguments_and_exception_text() -> None:
     assert "ERROR re-initialising [b1] failed" in out and "RuntimeError: driver could not connect with ****" in out
     assert "Traceback (most recent call last)" in out, "the traceback is kept, masked"
     assert "INFO no secrets: visible" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("password = 'single'", ["single"]),
+        ('password = "double"', ["double"]),
+        ("password: colon-sep", ["colon-sep"]),
+        ("password = a=b:c", ["a=b:c"]),
+        ("password: u=v", ["u=v"]),
+        ("password   =   spaced   ", ["spaced"]),
+        ("connection = mysql://u:p4ss@db/x", []),  # not secret in NAMES: the caller's names decide
+        ("passwd = heuristic", ["heuristic"]),  # unknown key that looks like a credential
+        ("label = public\n  more public", []),
+        ("label: a = b", []),
+        ("# password = commented out", []),
+        ("password =\n\n  orphan", ["orphan"]),
+        ("password = one\n  two\n[b2]\n  three", ["one", "two", "three"]),
+        ("password = x\nlabel = y\n  z", ["x"]),
+        ("s3cret-alone-on-a-line", ["s3cret-alone-on-a-line"]),
+        ("password s3cret-no-separator", ["password s3cret-no-separator", "s3cret-no-separator"]),
+    ],
+)
+def test_secret_values_table(text: str, expected: list[str]) -> None:
+    assert secret_values_in_text("[b1]\n" + text + "\n", NAMES) == expected

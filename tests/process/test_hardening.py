@@ -375,3 +375,25 @@ def test_a_full_state_directory_fails_fast_with_the_reason(tmp_path: Path) -> No
         d.edit(BASE_CONFIG.replace("label = one", "label = again"))
         result = signal_wait(CINDER_RELOAD, "refdaemon", d.pid, seen, 30)
         assert result.returncode == 0, result.stderr
+
+
+def test_a_removed_runtime_directory_it_cannot_recreate_fails_fast(tmp_path: Path) -> None:
+    with RefDaemon(tmp_path, BASE_CONFIG, prefix=NO_DAC) as d:
+        pid = d.pid
+        shutil.rmtree(d.state_dir)
+        tmp_path.chmod(0o555)  # the daemon (no CAP_DAC_OVERRIDE) cannot create it again
+        try:
+            d.edit(BASE_CONFIG.replace("label = one", "label = uno"))
+            started = time.monotonic()
+
+            result = d.reload(30, "--ack-timeout", "2")
+
+            assert time.monotonic() - started < 10, "seconds, not the timeout"
+            assert result.returncode == 1 and "did not record the reload" in result.stderr, result.stderr
+            assert "missing, read-only or full?" in result.stderr
+            status = d.notify.messages[d.notify.wait_for(lambda m: "state file not written" in m.get("STATUS", ""))]
+            assert "Permission denied" in status["STATUS"], status
+            assert_serving(d, pid, "uno")
+        finally:
+            tmp_path.chmod(0o755)
+        good_reload_afterwards(d)  # it may create the directory again now

@@ -34,7 +34,7 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import CandidateLoader, ConfigProblem, registered_options
+from .config import CandidateLoader, ConfigProblem, registered_options, secret_values
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
@@ -382,16 +382,7 @@ class ReloadEngine:
         multi-line one, and a driver's password option that only its worker
         registers (masking.SecretNames falls back to the key's name there).
         """
-        values: list[str] = []
-        secrets = [reg for reg in registered_options(self.conf) if reg.opt.secret]
-        for reg in secrets:
-            group = None if reg.group == "DEFAULT" else reg.group
-            try:
-                value = self.conf[reg.opt.dest] if group is None else self.conf[group][reg.opt.dest]
-            except (cfg.Error, ValueError):
-                continue
-            if value:
-                values.append(str(value))
+        values = secret_values(self.conf)
         names = secret_names(reg.opt for reg in registered_options(self.conf))
         parsed = getattr(getattr(self.conf, "_namespace", None), "_parsed", None) or []
         values.extend(secret_values_in_parsed(parsed, names))

@@ -129,7 +129,13 @@ def secret_values_in_text(text: str, names: SecretNames) -> list[str]:
         in_value = True
         current_secret = names.is_secret(key) or not (set(line) & {"=", ":"})
         if current_secret:
-            values.append(_value_of(line) if key and (set(line) & {"=", ":"}) else line.strip())
+            if set(line) & {"=", ":"}:
+                values.append(_value_of(line))
+            else:
+                # "password s3cret" (a mistyped assignment) or a bare wrapped
+                # value: the whole line, and what follows its first word.
+                values.append(line.strip())
+                values.append(_value_of(line))
     return [v for v in values if v]
 
 

@@ -214,7 +214,11 @@ def signal_and_wait(
         # An idle service writes its state file within milliseconds of the
         # SIGHUP; one that cannot (state directory read-only, full or
         # removed) must not leave us waiting for the whole timeout.
+        # A missing state directory counts as idle too: the runtime directory
+        # removed under a running service (Debian's units remove /run/cinder
+        # on stop), which the service recreates if it may, else never writes.
         idle = bool(before and before.get("pid") == pid and not before.get("in_progress"))
+        idle = idle or not state_file.parent.is_dir()
         ack = (sent + ack_timeout, unchanged) if idle else None
         return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated, watch, ack)
 

@@ -238,3 +238,46 @@ def _alive(pid: int) -> bool:
 
 def _unused(*_: Any) -> None:
     pass
+
+
+def _in_flight(service: RefService, backend: str) -> int:
+    """The daemon's own count of requests in flight on ``backend`` (its ``stats`` request)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(10)
+        conn.connect(str(service.socket))
+        conn.sendall(b"stats\n")
+        counts = dict(item.split("=") for item in conn.makefile("r").readline().split())
+    return int(counts[backend])
+
+
+def test_a_drain_longer_than_the_reload_timeout_is_extended(
+    deploy_refdaemon: Callable[..., RefService], manager_path: str
+) -> None:
+    """EXTEND_TIMEOUT_USEC under a real manager: Type=notify-reload bounds a
+    reload by TimeoutStartSec= (3 s here); a drain of ~6 s succeeds because
+    the engine extends it while it drains.  (systemd 252's ExecReload= waiter
+    and the >= 259 flavour give up at their own --timeout: not this path.)"""
+    if manager_path != "systemd-257":
+        pytest.skip("only Type=notify-reload leaves the reload's bound to the manager and EXTEND_TIMEOUT_USEC")
+    timeout = 3.0
+    slow = "op_seconds = 6\ndrain_report_seconds = 0.5\n"
+    service = deploy_refdaemon(config=default_config(extra=slow), timeout_start=timeout)
+    pid = service.main_pid()
+    held = threading.Thread(target=lambda: service.ask("backend1", timeout=30), daemon=True)
+    held.start()
+    deadline = time.monotonic() + 10
+    while _in_flight(service, "backend1") == 0:
+        assert time.monotonic() < deadline, "the request never got in flight"
+        time.sleep(0.02)
+    service.write_config(default_config(label1="uno", extra=slow))
+
+    result = service.reload(timeout=60)
+
+    assert result.ok, f"{result}{_why(service)}"
+    assert result.duration > timeout, f"the drain was to outlive TimeoutStartSec={timeout}: {result}"
+    held.join(15)
+    status = service.status()
+    assert status["MainPID"] == str(pid) and status["StatusText"].startswith("Reload #1 ok"), status
+    assert service.ask("backend1", timeout=30)["label"] == "uno"

@@ -346,3 +346,54 @@ def test_a_file_changed_after_validation_is_not_what_gets_applied(tmp_path: Path
             ("backend2", "deux"),
         ]
         assert d.ask("backend2").startswith("backend2 label=deux generation=1")
+
+
+def test_a_full_state_directory_fails_fast_with_the_reason(tmp_path: Path) -> None:
+    """The daemon's state directory is a 64 KiB tmpfs in its own mount
+    namespace (nothing on the host changes); the test reaches it through
+    /proc/PID/root, fills it, and reloads."""
+    state = tmp_path / "state"
+    state.mkdir()
+    private_tmpfs = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0" && exec "$@"', str(state)]
+    with RefDaemon(tmp_path, BASE_CONFIG, prefix=private_tmpfs) as d:
+        seen = Path(f"/proc/{d.pid}/root{state}")
+        assert (seen / "refdaemon.reload.json").exists() and not (state / "refdaemon.reload.json").exists()
+        with open(seen / "filler", "wb", buffering=0) as filler, pytest.raises(OSError, match="No space left"):
+            while True:
+                filler.write(b"\0" * 4096)
+        d.edit(BASE_CONFIG.replace("label = one", "label = uno"))
+        started = time.monotonic()
+
+        result = signal_wait(CINDER_RELOAD, "refdaemon", d.pid, seen, 30, "--ack-timeout", "2")
+
+        assert time.monotonic() - started < 10, "seconds, not the timeout"
+        assert result.returncode == 1 and "did not record the reload" in result.stderr, result.stderr
+        status = d.notify.messages[d.notify.wait_for(lambda m: "state file not written" in m.get("STATUS", ""))]
+        assert "No space left on device" in status["STATUS"], status
+        assert_serving(d, d.pid, "uno")
+        (seen / "filler").unlink()
+        d.edit(BASE_CONFIG.replace("label = one", "label = again"))
+        result = signal_wait(CINDER_RELOAD, "refdaemon", d.pid, seen, 30)
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_removed_runtime_directory_it_cannot_recreate_fails_fast(tmp_path: Path) -> None:
+    with RefDaemon(tmp_path, BASE_CONFIG, prefix=NO_DAC) as d:
+        pid = d.pid
+        shutil.rmtree(d.state_dir)
+        tmp_path.chmod(0o555)  # the daemon (no CAP_DAC_OVERRIDE) cannot create it again
+        try:
+            d.edit(BASE_CONFIG.replace("label = one", "label = uno"))
+            started = time.monotonic()
+
+            result = d.reload(30, "--ack-timeout", "2")
+
+            assert time.monotonic() - started < 10, "seconds, not the timeout"
+            assert result.returncode == 1 and "did not record the reload" in result.stderr, result.stderr
+            assert "missing, read-only or full?" in result.stderr
+            status = d.notify.messages[d.notify.wait_for(lambda m: "state file not written" in m.get("STATUS", ""))]
+            assert "Permission denied" in status["STATUS"], status
+            assert_serving(d, pid, "uno")
+        finally:
+            tmp_path.chmod(0o755)
+        good_reload_afterwards(d)  # it may create the directory again now

@@ -102,22 +102,19 @@ def test_check_unknown_service_says_how() -> None:
 
 def test_a_zombie_is_not_running(tmp_path: Path) -> None:
     """A process that exited but was not reaped still answers kill(0): LSB 7, not a wait."""
-    import os
     import time
 
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
+    child = subprocess.Popen(["/bin/true"])  # held, never waited for: a zombie once it exits
     try:
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
             assert time.monotonic() < deadline, "the child never became a zombie"
             time.sleep(0.01)
-        result = run("signal", "svc", "--pid", str(pid), "--wait", "--timeout", "5", "--state-dir", str(tmp_path))
+        result = run("signal", "svc", "--pid", str(child.pid), "--wait", "--timeout", "5", "--state-dir", str(tmp_path))
         assert result.returncode == 7, (result.stdout, result.stderr)
         assert "not running" in result.stderr
     finally:
-        os.waitpid(pid, 0)
+        child.wait()
 
 
 def test_the_restart_only_table_in_the_docs_names_every_option_with_a_reason() -> None:

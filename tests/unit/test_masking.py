@@ -94,3 +94,102 @@ def test_which_lines_may_be_quoted(lineno: int, shown: bool) -> None:
 def test_secret_values_follow_the_parser() -> None:
     text = "[b1]\nlabel = x\n  more-label\npassword = 'q1'\n  q2\n\n  q3\nchap_secret = q4\n"
     assert secret_values_in_text(text, NAMES) == ["q1", "q2", "q3", "q4"]
+
+
+def test_every_free_text_field_of_a_worker_record_is_masked() -> None:
+    from cinder_reload.cycle import CycleResult
+    from cinder_reload.report import build_report
+    from cinder_reload.workers import WorkerResult
+
+    secret = "pw-quoted-by-a-driver"
+    worker = WorkerResult(
+        "fake1",
+        42,
+        False,
+        f"fake1 (pid 42): cannot connect with {secret}",
+        failed_groups={"fake1": f"RuntimeError: {secret}"},
+        report={"problems": [f"[fake1] x: {secret}"], "generation": 3},
+        old_pid=41,
+        paused_s=0.5,
+        start_s=0.25,
+    )
+    doc = build_report(
+        service="svc",
+        pid=1,
+        generation=1,
+        result=CycleResult(workers=[worker]),
+        started_at="t0",
+        finished_at="t1",
+        started_monotonic=1.0,
+        duration=0.5,
+        secrets=[secret],
+    )
+    record = doc["workers"][0]
+    assert secret not in repr(doc)
+    assert record["message"] == "fake1 (pid 42): cannot connect with ****"
+    assert record["failed_groups"] == {"fake1": "RuntimeError: ****"}
+    assert record.get("problems") in (None, ["[fake1] x: ****"])
+    assert (record["worker"], record["pid"], record["old_pid"], record["paused_s"]) == ("fake1", 42, 41, 0.5)
+    assert doc["result"] == "failed" and "****" in doc["message"]
+
+
+def test_the_log_filter_masks_message_arguments_and_exception_text() -> None:
+    """A real logger and handler: what reaches the formatted line is masked."""
+    import io
+    import logging
+
+    from cinder_reload.masking import SecretLogFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("cinder_reload.test_masking_filter")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    secrets = ["s3cr3t-pw"]
+    log_filter = SecretLogFilter(lambda: list(secrets))
+    logger.addFilter(log_filter)
+    try:
+        logger.info("plain %s and %d", "s3cr3t-pw", 7)
+        logger.info("already in the text: s3cr3t-pw")
+        try:
+            raise RuntimeError("driver could not connect with s3cr3t-pw")
+        except RuntimeError:
+            logger.exception("re-initialising [%s] failed", "b1")
+        secrets.clear()  # nothing secret known: records pass untouched
+        logger.info("no secrets: %s", "visible")
+    finally:
+        logger.removeFilter(log_filter)
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "s3cr3t-pw" not in out
+    assert "INFO plain **** and 7" in out and "INFO already in the text: ****" in out
+    assert "ERROR re-initialising [b1] failed" in out and "RuntimeError: driver could not connect with ****" in out
+    assert "Traceback (most recent call last)" in out, "the traceback is kept, masked"
+    assert "INFO no secrets: visible" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("password = 'single'", ["single"]),
+        ('password = "double"', ["double"]),
+        ("password: colon-sep", ["colon-sep"]),
+        ("password = a=b:c", ["a=b:c"]),
+        ("password: u=v", ["u=v"]),
+        ("password   =   spaced   ", ["spaced"]),
+        ("connection = mysql://u:p4ss@db/x", []),  # not secret in NAMES: the caller's names decide
+        ("passwd = heuristic", ["heuristic"]),  # unknown key that looks like a credential
+        ("label = public\n  more public", []),
+        ("label: a = b", []),
+        ("# password = commented out", []),
+        ("password =\n\n  orphan", ["orphan"]),
+        ("password = one\n  two\n[b2]\n  three", ["one", "two", "three"]),
+        ("password = x\nlabel = y\n  z", ["x"]),
+        ("s3cret-alone-on-a-line", ["s3cret-alone-on-a-line"]),
+        ("password s3cret-no-separator", ["password s3cret-no-separator", "s3cret-no-separator"]),
+    ],
+)
+def test_secret_values_table(text: str, expected: list[str]) -> None:
+    assert secret_values_in_text("[b1]\n" + text + "\n", NAMES) == expected

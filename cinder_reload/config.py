@@ -41,6 +41,7 @@ __all__ = [
     "install",
     "load_candidate",
     "mask_problems",
+    "option_count",
     "option_references",
     "parsed_sections",
     "raw_sections",
@@ -115,7 +116,8 @@ def registered_options(conf: cfg.ConfigOpts, scope: Scope | None = None) -> Iter
                 yield RegisteredOpt(group_name, info["opt"], bool(info.get("cli")))
 
 
-def _option_count(conf: cfg.ConfigOpts) -> int:
+def option_count(conf: cfg.ConfigOpts) -> int:
+    """How many options ``conf`` has registered (cheap: a change means new options)."""
     return len(conf._opts) + sum(len(group._opts) for group in conf._groups.values())
 
 
@@ -371,7 +373,7 @@ class CandidateLoader:
             raise
 
     def _option_references(self) -> dict[str, frozenset[str]]:
-        count = _option_count(self.conf)
+        count = option_count(self.conf)
         if self._references[0] != count:  # options registered since: look again
             self._references = (count, option_references(self.conf))
         return self._references[1]
@@ -418,7 +420,7 @@ def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozens
                 override = info.get("override", _MISSING) if wanted else _MISSING
                 _align(scratch, dest, group, "override", override, mine)
     # An option unregistered from the running object: start over.
-    return _option_count(conf) == _option_count(scratch)
+    return option_count(conf) == option_count(scratch)
 
 
 def _align(

@@ -34,7 +34,7 @@ from typing import Any
 from oslo_config import cfg
 
 from .apply import Overrides
-from .config import CandidateLoader, ConfigProblem, registered_options, secret_values
+from .config import CandidateLoader, ConfigProblem, option_count, registered_options, secret_values
 from .cycle import CycleResult, ReloadCycle
 from .diff import OptKey, mask_text
 from .drain import DrainGates
@@ -111,6 +111,7 @@ class ReloadEngine:
         self.overrides = Overrides(conf)
         #: Validation's scratch object, built once for the life of the process.
         self.loader = CandidateLoader(conf)
+        self._secrets_cache: tuple[tuple[Any, int], tuple[str, ...]] | None = None
         self.generation = 0
         self.last_report: StateDocument | None = None
         self._reload_pending = False
@@ -382,10 +383,20 @@ class ReloadEngine:
         multi-line one, and a driver's password option that only its worker
         registers (masking.SecretNames falls back to the key's name there).
         """
+        # Called for every log record of this package: computed again only
+        # when the files were installed again or options were registered (a
+        # 50-backend cinder-volume has ~4,000 options to look through).
+        namespace = getattr(self.conf, "_namespace", None)
+        # The namespace object itself, not its id(): a freed one's id can be reused.
+        key = (namespace, option_count(self.conf))
+        cached = self._secrets_cache
+        if cached is not None and cached[0][0] is namespace and cached[0][1] == key[1]:
+            return list(cached[1])
         values = secret_values(self.conf)
         names = secret_names(reg.opt for reg in registered_options(self.conf))
-        parsed = getattr(getattr(self.conf, "_namespace", None), "_parsed", None) or []
+        parsed = getattr(namespace, "_parsed", None) or []
         values.extend(secret_values_in_parsed(parsed, names))
+        self._secrets_cache = (key, tuple(values))
         return values
 
     def _files_label(self) -> str:

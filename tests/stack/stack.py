@@ -169,8 +169,12 @@ class Stack:
 
     def _probe(self, backend: str) -> bool:
         vid = self.api.create_volume(f"probe-{backend}", 1, self.types[backend])
+        # cinder-scheduler holds requests for up to periodic_interval (60 s)
+        # after its start while it waits for the backends' capabilities; when
+        # both fanouts crossed at start, the next periodic report is what
+        # ends that wait (seen: a probe scheduled at 60.9 s).
         vol = wait_for(
-            lambda: (v := self.api.volume(vid)) and v["status"] != "creating" and v, 60, f"probe volume on {backend}"
+            lambda: (v := self.api.volume(vid)) and v["status"] != "creating" and v, 150, f"probe volume on {backend}"
         )
         ok = vol["status"] == "available"
         self.api.delete_volume(vid)

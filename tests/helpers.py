@@ -47,6 +47,24 @@ def signal_wait(
     )
 
 
+def start_sighup_catcher(marker: Path, seconds: float = 120) -> subprocess.Popen[str]:
+    """A process that is not the service but catches SIGHUP (it touches ``marker``), ready when returned."""
+    target = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, signal, sys, time\n"
+            f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(marker)!r}).touch())\n"
+            "print('ready', flush=True)\n"
+            f"time.sleep({seconds})\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+    return target
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what``."""
     deadline = time.monotonic() + timeout

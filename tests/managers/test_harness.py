@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from harness.namespaces import REPO, processes_in_mount_ns
 from harness.refservice import RefService, SystemdRefService, SysvRefService
 from harness.roots import STAMP, cached_root, root_key, trixie_root
 from harness.units import refdaemon_initscript
+from helpers import start_sighup_catcher
 
 from cinder_reload.render import RenderSpec, ServiceSpec, render_unit
 
@@ -50,20 +50,8 @@ def test_sigterm_ends_a_synchronous_reload_wait_with_status_0(tmp_path: Path) ->
     """systemd SIGTERMs ExecReload= when a stop cancels the reload; that must not fail the unit."""
     marker = tmp_path / "got-hup"
     # A "service" that notes the SIGHUP and never finishes a reload cycle.
-    target = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import pathlib, signal, sys, time\n"
-            f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(marker)!r}).touch())\n"
-            "print('ready', flush=True)\n"
-            "time.sleep(120)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    target = start_sighup_catcher(marker, 120)
     try:
-        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
         # Its state file names it (and says it is mid-cycle, so the waiter
         # expects no prompt write): `signal` refuses a pid that is not the service's.
         (tmp_path / "svc.reload.json").write_text(

@@ -14,23 +14,13 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait, wait_until
+from helpers import BASE_CONFIG, CINDER_RELOAD, RefDaemon, signal_wait, start_sighup_catcher, wait_until
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-def plain(tmp_path: Path) -> Iterator[RefDaemon]:
-    d = RefDaemon(tmp_path, BASE_CONFIG)
-    d.wait_ready()
-    yield d
-    d.stop()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -144,20 +134,8 @@ NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-cap
 
 def test_signal_refuses_an_unrelated_process_that_catches_sighup(tmp_path: Path) -> None:
     marker = tmp_path / "got-sighup"
-    target = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import pathlib, signal, sys, time\n"
-            f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(marker)!r}).touch())\n"
-            "print('ready', flush=True)\n"
-            "time.sleep(60)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    target = start_sighup_catcher(marker, 60)
     try:
-        assert target.stdout is not None and target.stdout.readline().strip() == "ready"
         started = time.monotonic()
         result = signal_wait(CINDER_RELOAD, "refdaemon", target.pid, tmp_path / "state", 30)
         assert time.monotonic() - started < 10

@@ -28,14 +28,6 @@ def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RefDaemon
     d.stop()
 
 
-@pytest.fixture
-def plain(tmp_path: Path) -> Iterator[RefDaemon]:
-    d = RefDaemon(tmp_path, BASE_CONFIG)
-    d.wait_ready()
-    yield d
-    d.stop()
-
-
 def assert_still_serving_old(d: RefDaemon, pid: int) -> None:
     assert d.proc.poll() is None, f"daemon died:\n{d.output()}"
     assert d.pid == pid

@@ -173,42 +173,10 @@ def _check_files(paths: Sequence[str], files: FileSnapshot) -> list[ConfigProble
     return problems
 
 
-def _option_info(conf: cfg.ConfigOpts, reg: RegisteredOpt) -> dict[str, Any]:
-    table = conf._opts if reg.group == DEFAULT_GROUP else conf._groups[reg.group]._opts
-    info: dict[str, Any] = dict(table.get(reg.opt.dest) or {})
-    return info
-
-
 def _scratch_like(conf: cfg.ConfigOpts, not_overridden: Collection[OptKey] = ()) -> cfg.ConfigOpts:
+    """A new ConfigOpts with ``conf``'s options and programmatic values (see :func:`_sync`)."""
     scratch = cfg.ConfigOpts()
-    programmatic: list[tuple[RegisteredOpt, str, Any]] = []
-    for reg in registered_options(conf):
-        if reg.group != DEFAULT_GROUP and reg.group not in scratch._groups:
-            # A new OptGroup, not the running one: register_group() makes a
-            # shallow copy, which would share the running group's option
-            # table (and our set_override() values) with the scratch object.
-            scratch.register_group(cfg.OptGroup(reg.group, title=conf._groups[reg.group].title))
-        group = None if reg.group == DEFAULT_GROUP else reg.group
-        if reg.cli:
-            scratch.register_cli_opt(reg.opt, group=group)
-        else:
-            scratch.register_opt(reg.opt, group=group)
-        # What the service set in code (set_default(), set_override()) is part
-        # of its configuration as much as the files: cinder gives every
-        # backend section's options a default of None, for one.  Left out, each
-        # would look changed.  Overrides the reload itself set are not copied:
-        # the files decide those.
-        info = _option_info(conf, reg)
-        if "default" in info:
-            programmatic.append((reg, "default", info["default"]))
-        if "override" in info and reg.key not in not_overridden:
-            programmatic.append((reg, "override", info["override"]))
-    for reg, kind, value in programmatic:
-        group = None if reg.group == DEFAULT_GROUP else reg.group
-        if kind == "default":
-            scratch.set_default(reg.opt.dest, value, group=group)
-        else:
-            scratch.set_override(reg.opt.dest, value, group=group)
+    _sync(scratch, conf, frozenset(not_overridden))
     return scratch
 
 
@@ -389,29 +357,39 @@ _MISSING = object()
 
 
 def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozenset[OptKey]) -> bool:
-    """Bring a reused scratch object in line with ``conf``; False if it must be rebuilt.
+    """Give ``scratch`` the options and programmatic values of ``conf``; False if it must be rebuilt.
 
-    Walks oslo.config's option tables directly: this runs at every reload
-    over every option (some 4,000 in a 50-backend cinder-volume).
+    Builds a new scratch object and keeps a reused one in line (options
+    registered since, defaults and overrides set since).  What the service
+    set in code (set_default(), set_override()) is part of its configuration
+    as much as the files: cinder gives every backend section's options a
+    default of None, for one; left out, each would look changed.  Overrides
+    the reload itself set (``not_overridden``) are not copied: the files
+    decide those.  Walks oslo.config's option tables directly: this runs at
+    every reload over every option (some 4,000 in a 50-backend cinder-volume).
     """
     tables: list[tuple[str | None, dict[str, Any]]] = [(None, conf._opts)]
     tables.extend((name, group._opts) for name, group in conf._groups.items())
     for group, table in tables:
         if group is not None and group not in scratch._groups:
+            # A new OptGroup, not the running one: register_group() makes a
+            # shallow copy, which would share the running group's option
+            # table (and our set_override() values) with the scratch object.
             scratch.register_group(cfg.OptGroup(group, title=conf._groups[group].title))
         mine_table = scratch._opts if group is None else scratch._groups[group]._opts
-        if len(mine_table) < len(table) - (len(_SELF_REGISTERED & table.keys()) if group is None else 0):
-            for dest, info in table.items():
-                if dest in mine_table or (group is None and dest in _SELF_REGISTERED):
-                    continue
-                if info.get("cli"):
-                    return False  # argparse is built: a new CLI option needs a new object
-                scratch.register_opt(info["opt"], group=group)
         for dest, info in table.items():
             if group is None and dest in _SELF_REGISTERED:
                 continue
             mine = mine_table.get(dest)
-            if mine is None or mine["opt"] is not info["opt"]:
+            if mine is None:
+                if not info.get("cli"):
+                    scratch.register_opt(info["opt"], group=group)
+                elif scratch._args is None:
+                    scratch.register_cli_opt(info["opt"], group=group)
+                else:
+                    return False  # argparse is built: a new CLI option needs a new object
+                mine = mine_table[dest]
+            elif mine["opt"] is not info["opt"]:
                 return False  # re-registered differently
             if "default" in info or "default" in mine:
                 _align(scratch, dest, group, "default", info.get("default", _MISSING), mine)
@@ -420,7 +398,12 @@ def _sync(scratch: cfg.ConfigOpts, conf: cfg.ConfigOpts, not_overridden: frozens
                 override = info.get("override", _MISSING) if wanted else _MISSING
                 _align(scratch, dest, group, "override", override, mine)
     # An option unregistered from the running object: start over.
-    return option_count(conf) == option_count(scratch)
+    return _own_option_count(conf) == _own_option_count(scratch)
+
+
+def _own_option_count(conf: cfg.ConfigOpts) -> int:
+    """:func:`option_count` without the options oslo.config registers on each call."""
+    return option_count(conf) - len(_SELF_REGISTERED & conf._opts.keys())
 
 
 def _align(

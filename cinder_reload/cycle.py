@@ -33,10 +33,8 @@ from .config import (
     CandidateLoader,
     ConfigInvalid,
     ConfigProblem,
-    Scope,
     install,
     raw_sections,
-    registered_options,
     snapshot,
 )
 from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey, diff_values, raw_changes
@@ -217,19 +215,18 @@ class ReloadCycle:
         if self.workers is not None:
             self._candidate_groups = frozenset(self.workers.candidate_groups(candidate))
         diff = diff_values(running, new, self.registry.groups() | self.delegated, self.restart_only)
-        if self.owned:
+        owned = self.owned
+        if owned:
             # Carried out by the workers step (a backend added or removed),
             # not pending a restart: re-initialisable like a backend's section.
-            diff = ConfigDiff(
-                tuple(replace(c, kind=ChangeKind.REINIT) if c.key in self.owned else c for c in diff.changes)
-            )
+            diff = ConfigDiff(tuple(replace(c, kind=ChangeKind.REINIT) if c.key in owned else c for c in diff.changes))
         if self.delegated:
             # The workers' sections compared as text too: keys no option of
             # this process's covers (registered by a driver in its worker).
+            # The snapshots hold every option of those sections (the scope
+            # covers each section it compares).
             groups = sorted(self.delegated if only is None else self.delegated & only.groups)
-            known = {
-                reg.key for conf in (self.conf, candidate) for reg in registered_options(conf, Scope(frozenset(groups)))
-            }
+            known = running.keys() | new.keys()
             raw = raw_changes(raw_sections(self.conf, groups), raw_sections(candidate, groups), known)
             diff = ConfigDiff(diff.changes + raw.changes)
         if self.ignored:

@@ -243,8 +243,7 @@ class ReloadEngine:
         # The state file first: `signal --wait` takes this write as the sign
         # that its SIGHUP arrived (waiter.ACK_TIMEOUT), and a notification
         # bus that is slow to take the start event must not delay it.
-        base = dict(self.last_report or {"service": self.service, "pid": os.getpid(), "generation": 0})
-        self._write({**base, "phase": Phase.VALIDATING.value, "in_progress": dict(self._current)})
+        self._write_progress()
         LOG.info("reload #%d started (SIGHUP): re-reading %s", generation, self._files_label())
         emit_all(
             self.events,
@@ -320,10 +319,16 @@ class ReloadEngine:
     def _enter(self, phase: Phase) -> None:
         with self._lock:
             self.machine.advance(phase)
-        if self._current is not None:
+        # The cycle's first phase (validating) was written when it began.
+        if self._current is not None and self._current["phase"] != phase.value:
             self._current["phase"] = phase.value
-            base = dict(self.last_report or {"service": self.service, "pid": os.getpid(), "generation": 0})
-            self._write({**base, "phase": phase.value, "in_progress": dict(self._current)})
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        """The last report, with the running cycle's progress (``in_progress``, ``phase``)."""
+        assert self._current is not None
+        base = dict(self.last_report or {"service": self.service, "pid": os.getpid(), "generation": 0})
+        self._write({**base, "phase": self._current["phase"], "in_progress": dict(self._current)})
 
     def _stopping(self) -> bool:
         return self._stop_requested or self.inbox.pending(signal.SIGTERM)

@@ -153,6 +153,20 @@ class WorkerHandle:
         except ProcessLookupError:
             pass
 
+    def ensure_gone(self, grace: float) -> None:
+        """Until the process is gone; after ``grace`` seconds it is killed."""
+        if not self.wait_exited(grace):
+            LOG.warning("reload: worker %s (pid %d) did not exit within %gs; killing it", self.name, self.pid, grace)
+            self.kill()
+            self.wait_exited(5.0)
+
+    def retire(self, drain_timeout: float) -> Message:
+        """Ask the worker to stop consuming and drain (backend_worker.BackendWorker.retire); its reply."""
+        try:
+            return self.request("retire", drain_timeout + 10.0, timeout=drain_timeout)
+        except (ChannelClosed, TimeoutError) as exc:
+            return {"ok": False, "reason": f"no answer from the worker: {exc}"}
+
 
 #: The option that says which backends run: cinder-volume's workers step adds
 #: and removes backends when it changes, instead of leaving it to a restart.
@@ -298,20 +312,9 @@ class BackendWorkers:
         for name in retried:
             results[name] = self.add(name, plan, member=False)
 
-        def replace_worker(name: str) -> None:
-            try:
-                results[name] = self.replace(name, plan)
-            except Exception as exc:  # a bug must not leave the others unreported
-                LOG.exception("reload #%d: replacing the worker of %s failed", plan.generation, name)
-                results[name] = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
-
         # Each backend is its own resource (its queue, its array): changed
         # ones are replaced side by side, the others are never paused.
-        threads = [
-            threading.Thread(target=replace_worker, args=(name,), name=f"reload-replace-{name}") for name in changed
-        ]
-        for thread in threads:
-            thread.start()
+        threads = _side_by_side(plan, [(name, self.replace) for name in changed], results)
         live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
         # An unchanged backend does nothing at all when only other backends
         # changed.  It is told when there are live values to take, and on a
@@ -340,19 +343,9 @@ class BackendWorkers:
         sees the difference again and retries what is missing.
         """
         results: dict[str, WorkerResult] = {}
-
-        def run(name: str, step: Callable[[str, WorkerPlan], WorkerResult]) -> None:
-            try:
-                results[name] = step(name, plan)
-            except Exception as exc:  # a bug must not leave the others unreported
-                LOG.exception("reload #%d: %s: internal error", plan.generation, name)
-                results[name] = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
-
-        threads = [threading.Thread(target=run, args=(n, self.add), name=f"reload-add-{n}") for n in added]
-        threads += [threading.Thread(target=run, args=(n, self.remove), name=f"reload-remove-{n}") for n in removed]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
+        steps: list[tuple[str, Step]] = [(name, self.add) for name in added]
+        steps += [(name, self.remove) for name in removed]
+        for thread in _side_by_side(plan, steps, results):
             thread.join()
         running = [b for b in _backend_list(membership.old) if not (b in removed and results[b].ok)]
         running += [b for b in added if results[b].ok]
@@ -404,10 +397,7 @@ class BackendWorkers:
         old = self.handles[name]
         LOG.info("reload #%d: backend %s removed: draining its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0
-        try:
-            reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
-        except (ChannelClosed, TimeoutError) as exc:
-            reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        reply = old.retire(plan.drain_timeout)
         if not reply.get("ok") and not old.exited.is_set():
             old.wrap.workers = 1
             reason = f"could not drain: {reply.get('reason')}"
@@ -454,10 +444,7 @@ class BackendWorkers:
         # record) needs no quiet backend, only the fork does (init_host).
         launch = _Launch(self, name, strict=True)
         paused_at = time.monotonic()
-        try:
-            reply = old.request("retire", plan.drain_timeout + 10.0, timeout=plan.drain_timeout)
-        except (ChannelClosed, TimeoutError) as exc:
-            reply = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+        reply = old.retire(plan.drain_timeout)
         paused_at = float(reply.get("stopped_at") or paused_at)
         if not reply.get("ok"):
             launch.cancel()
@@ -533,10 +520,7 @@ class BackendWorkers:
             old.channel.send({"op": "exit"})
         except ChannelClosed:
             pass
-        if not old.wait_exited(EXIT_GRACE):
-            LOG.warning("reload: worker %s (pid %d) did not exit; killing it", old.name, old.pid)
-            old.kill()
-            old.wait_exited(5.0)
+        old.ensure_gone(EXIT_GRACE)
 
     def _start_previous(
         self, name: str, plan: WorkerPlan, old: WorkerHandle, paused_at: float, failure: str
@@ -548,9 +532,7 @@ class BackendWorkers:
             name,
             failure,
         )
-        if not old.wait_exited(EXIT_GRACE):
-            old.kill()
-            old.wait_exited(5.0)
+        old.ensure_gone(EXIT_GRACE)
         back, back_why = _Launch(self, name, strict=False).fork(plan.timeout)
         if back is not None and back_why is None:
             back.wrap.workers = 1
@@ -577,6 +559,31 @@ class BackendWorkers:
         with self._lock:
             held = self._held.get(name)
         return True if held is None else held.wait_for_go()
+
+
+#: One backend's step of a reload: (backend, plan) -> its result.
+Step = Callable[[str, WorkerPlan], WorkerResult]
+
+
+def _side_by_side(
+    plan: WorkerPlan, steps: list[tuple[str, Step]], results: dict[str, WorkerResult]
+) -> list[threading.Thread]:
+    """Start each backend's step in a thread of its own; its result (or the bug it hit) lands in ``results``.
+
+    The caller joins the threads, after doing what it has to meanwhile.
+    """
+
+    def run(name: str, step: Step) -> None:
+        try:
+            results[name] = step(name, plan)
+        except Exception as exc:  # a bug must not leave the others unreported
+            LOG.exception("reload #%d: %s: internal error", plan.generation, name)
+            results[name] = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(name, step), name=f"reload-{name}") for name, step in steps]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 class _Launch:

@@ -11,7 +11,6 @@ by Debian's ``cinder-manage db sync``.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from debcinder import DebianCinder
 from harness.fixtures import namespaces_unavailable
+from harness.packages import build_packages
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = ("sid", "trixie")
@@ -31,16 +31,7 @@ def project_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("debs")
     out.chmod(0o755)
-    proc = subprocess.run(
-        [str(REPO / "tools" / "build-packages"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, f"tools/build-packages failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
-    return out / "deb"
+    return build_packages(out).check().out / "deb"
 
 
 @pytest.fixture(scope="module", params=SUITES)

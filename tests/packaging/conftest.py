@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pkgtools import BuiltPackages, build_packages
+from harness.packages import BuiltPackages, build_packages
 
 
 @pytest.fixture(scope="session")

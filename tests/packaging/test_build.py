@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pkgtools import REPO, SERVICES, BuiltPackages
+from harness.packages import REPO, SERVICES, BuiltPackages
 
 pytestmark = pytest.mark.packaging
 

@@ -22,7 +22,7 @@ import pytest
 from debroot import DebianRoot
 from harness.commands import pid_exists, wait_until
 from harness.fixtures import namespaces_unavailable
-from pkgtools import REPO, SERVICES, BuiltPackages
+from harness.packages import REPO, SERVICES, BuiltPackages
 
 pytestmark = pytest.mark.packaging
 

@@ -2,8 +2,8 @@
 
 ``build_packages()`` runs ``tools/build-packages`` (dpkg-buildpackage, lintian,
 rpmbuild, rpmlint) into a temporary directory, exactly as a packager or CI
-runs it, for the conftest's session fixture; a failed build fails them all
-with the tool's own output.
+runs it, for the session fixtures of tests/packaging and tests/debian; a
+failed build fails them all with the tool's own output.
 """
 
 from __future__ import annotations

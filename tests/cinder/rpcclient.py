@@ -3,11 +3,11 @@
 Run with the cinder venv's interpreter and the service's own cinder.conf
 (same database, same transport)::
 
-    python rpcclient.py CONF create BACKEND_HOST COUNT [--wait S] [--interval S]
+    python rpcclient.py CONF create BACKEND_HOST[,BACKEND_HOST...] COUNT [--wait S] [--interval S]
     python rpcclient.py CONF show ID...
 
-``create`` makes COUNT volume rows (1 GiB, status ``creating``) for the
-backend host ``host@backend#pool`` and casts ``create_volume`` to that
+``create`` makes COUNT volume rows (1 GiB, status ``creating``) for each
+backend host ``host@backend#pool`` named and casts ``create_volume`` to that
 backend's queue, one after the other (``--interval`` seconds apart, to
 spread them over a reload); with ``--wait`` it then
 waits up to S seconds for each to leave ``creating``.  It prints one JSON
@@ -40,13 +40,13 @@ def main(argv: list[str]) -> int:
         return 0
     from cinder.volume import rpcapi as volume_rpcapi
 
-    host, count = rest[0], int(rest[1])
+    hosts, count = rest[0].split(","), int(rest[1])
     options = dict(zip(rest[2::2], rest[3::2], strict=False))
     wait = float(options.get("--wait", 0.0))
     interval = float(options.get("--interval", 0.0))
     api = volume_rpcapi.VolumeAPI()
     sent = []
-    for n in range(count):
+    for n, host in ((n, host) for n in range(count) for host in hosts):
         volume = objects.Volume(
             context=ctxt,
             size=1,

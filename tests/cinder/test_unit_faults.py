@@ -1,0 +1,339 @@
+"""Issue 14's bad files and faults, on real cinder-volume 29 through the rendered unit.
+
+ONE cinder-volume unit runs under a real systemd 252 user manager for the
+whole module (cinder 29 from PyPI, two fake backends, RabbitMQ as the
+transport so a volume can be created through cinder's own RPC API); every
+scenario below breaks something, reloads with the operator's ``systemctl
+reload``, puts the good file back and proves a good reload works again.
+
+What each scenario asserts is what an operator meets:
+
+* the service keeps serving: the same MainPID and worker pids, and a volume
+  created through cinder's RPC API on each backend becomes ``available``;
+* the reason: ``systemctl reload``'s exit status and the ``Status:`` line of
+  ``systemctl status`` (StatusText), or the command's own stderr where the
+  operator runs ``cinder-reload`` himself;
+* promptly: seconds, not the 75-295 s the broken behaviour took (a generous
+  bound, no timing claim);
+* no secret anywhere: StatusText, ``systemctl status``, the state file, the
+  service's log, the manager's log (its units' output) and the command output.
+
+The faults of the runtime directory are made in the manager's private mount
+namespace (a read-only bind mount, a 64 KiB tmpfs): nothing on the host changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cinderproc import volume_config
+from cinderunit import Unit
+from harness.commands import CommandResult
+from harness.fixtures import namespaces_unavailable
+from harness.managers import SystemdHost252, UserManager
+from helpers import start_sighup_catcher, wait_until
+from stack.infra import rabbit_vhost
+
+pytestmark = [pytest.mark.cinder, pytest.mark.systemd]
+
+HERE = Path(__file__).resolve().parent
+#: The secret the running configuration holds from the start.
+RUNNING_SECRET = "s3cr3t-chap-running"
+#: What the broken behaviour took; a reason must come well within it.
+PROMPT = 20.0
+#: A reason that waits for the service's acknowledgement (signal --wait's 15 s).
+PROMPT_ACK = 30.0
+
+
+class Volume:
+    """The module's one running cinder-volume unit, and what an operator can see of it."""
+
+    def __init__(self, manager: UserManager, unit: Unit, venv: Path, confdir: Path) -> None:
+        self.manager = manager
+        self.unit = unit
+        self.venv = venv
+        self.confdir = confdir
+        self.good = unit.config_file.read_text()
+        self.debug = False
+        self.client = [str(venv / "bin" / "python"), str(HERE / "rpcclient.py"), str(unit.config_file)]
+
+    # -- what an operator sees ----------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.unit.state_dir
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "cinder-volume.reload.json"
+
+    def main_pid(self) -> int:
+        return int(self.unit.show()["MainPID"])
+
+    def pids(self) -> set[int]:
+        return self.unit.pids()
+
+    def worker_pids(self) -> dict[str, int]:
+        return {w["worker"]: int(w["pid"]) for w in self.unit.state()["workers"]}
+
+    def status_text(self) -> str:
+        return self.unit.show()["StatusText"]
+
+    def systemctl_status(self) -> str:
+        return self.manager.systemctl("status", "--lines=0", self.unit.unit).output
+
+    def manager_log(self) -> str:
+        log = self.manager.workdir / f"{self.manager.name}.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def seen_in_state(self) -> str:
+        """Every file the service keeps in its runtime directory, as the namespace sees it."""
+        root = Path(f"/proc/{self.main_pid()}/root") / self.state_dir.relative_to("/")
+        if not root.is_dir():
+            return ""
+        return "".join(p.read_text(errors="replace") for p in root.iterdir() if p.is_file())
+
+    def everything_shown(self, *results: CommandResult | subprocess.CompletedProcess[str]) -> str:
+        parts = [str(r.stdout) + str(r.stderr) for r in results]
+        parts += [self.status_text(), self.systemctl_status(), self.seen_in_state(), self.unit.log()]
+        parts += [self.manager_log()]
+        return "\n".join(parts)
+
+    def cli(self, *args: str, timeout: float = 60.0) -> CommandResult:
+        """``cinder-reload ARGS`` as the operator runs it on the host the unit runs on."""
+        return self.manager.run([str(self.venv / "bin" / "cinder-reload"), *args], timeout=timeout)
+
+    # -- acting on it --------------------------------------------------------
+    def write(self, text: str) -> None:
+        """Replace cinder.conf whatever is at its path now (a FIFO, a symlink)."""
+        path = self.unit.config_file
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.write_text(text)
+
+    def reload(self) -> CommandResult:
+        return self.unit.reload()
+
+    def serves(self) -> None:
+        """A volume on each backend, through cinder's RPC API, becomes available."""
+        host = socket.gethostname()
+        done = subprocess.run(
+            [*self.client, "create", f"{host}@fake1#fake1,{host}@fake2#fake2", "1", "--wait", "60"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        statuses = [json.loads(line)["status"] for line in done.stdout.splitlines()]
+        assert statuses == ["available", "available"], done.stdout
+
+    def good_reload(self) -> None:
+        """The good file with [DEFAULT] debug flipped: applied live in every process, same pids."""
+        pids = self.pids()
+        self.debug = not self.debug
+        self.good = self.good.replace(f"debug = {not self.debug}".lower(), f"debug = {self.debug}".lower())
+        self.write(self.good)
+        done = self.reload()
+        assert done.ok, (done, self.status_text())
+        doc = self.unit.state()
+        assert doc["result"] == "ok" and [(c["option"], c["applied"]) for c in doc["changed"]] == [("debug", "live")]
+        assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "ok"}
+        assert self.pids() == pids
+
+
+@pytest.fixture(scope="module")
+def volume(cinder_venv: Path, cinder_db: Path) -> Iterator[Volume]:
+    reason = namespaces_unavailable()
+    if reason:
+        pytest.skip(reason)
+    harness = Path(tempfile.mkdtemp(prefix="cr-faults."))
+    harness.chmod(0o755)
+    manager = SystemdHost252(harness)
+    try:
+        with rabbit_vhost("crfaults") as url:
+            workdir = harness / "cinder-volume"
+            workdir.mkdir()
+            for sub in ("state", "lock"):
+                (workdir / sub).mkdir()
+            shutil.copy(cinder_db, workdir / "cinder.sqlite")
+            # A config dir as well as the file (cinder.conf.d): the drop-in
+            # scenarios need one, and the [reload] section lives there.
+            confdir = workdir / "cinder.conf.d"
+            confdir.mkdir()
+            text = volume_config(workdir, fake1=f"chap_password = {RUNNING_SECRET}")
+            text = text.replace("transport_url = fake://", f"transport_url = {url}")
+            main, _, tail = text.partition("[reload]\n")
+            reload_section, _, backends = tail.partition("\n\n")
+            # A worker that does not answer fails a reload after 8 s (the
+            # SIGSTOP scenario); a new worker's start fits in it under load.
+            reload_section = reload_section.replace("worker_timeout = 4", "worker_timeout = 8")
+            (confdir / "10-reload.conf").write_text(f"[reload]\n{reload_section}\n")
+            cinder_reload = venv_bin(cinder_venv, "cinder-reload")
+            exec_start = (
+                f"{cinder_reload} run cinder-volume -- --config-file {workdir / 'cinder.conf'} --config-dir {confdir}"
+            )
+            # The rendered unit with ExecStart= naming the config dir too.
+            extra = f"\n[Service]\nExecStart=\nExecStart={exec_start}\n"
+            unit = Unit(manager, cinder_venv, workdir, "cinder-volume", main + backends, extra)
+            started = unit.start()
+            if not started.ok:
+                status = manager.systemctl("status", "--lines=0", unit.unit).stdout
+                raise AssertionError(f"{started}\n{status}\n{unit.log()[-3000:]}")
+            svc = Volume(manager, unit, cinder_venv, confdir)
+            try:
+                yield svc
+            finally:
+                manager.stop(unit.unit, timeout=120)
+                print(f"----- cinder-volume.log -----\n{unit.log()[-4000:]}")
+    finally:
+        manager.close()
+        for log in sorted(harness.glob("*.log")):
+            print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-3000:]}")
+        shutil.rmtree(harness, ignore_errors=True)
+
+
+def venv_bin(venv: Path, name: str) -> str:
+    return str(venv / "bin" / name)
+
+
+def assert_kept_serving(volume: Volume, pids: set[int], main: int) -> None:
+    props = volume.unit.show()
+    assert props["ActiveState"] == "active" and props["SubState"] == "running", props
+    assert int(props["MainPID"]) == main and volume.pids() == pids
+    volume.serves()
+
+
+def assert_no_secret(shown: str, secrets: tuple[str, ...]) -> None:
+    for secret in (RUNNING_SECRET, *secrets):
+        assert secret not in shown, f"{secret!r} shown: ...{shown[max(0, shown.find(secret) - 300) :][:600]}..."
+
+
+# -- bad files ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class BadFile:
+    """Put ``make`` at the config paths; a reload must (not) take it, for ``reason``."""
+
+    make: Callable[[Volume], None]
+    ok: bool
+    reason: str
+    secrets: tuple[str, ...] = ()
+    cleanup: Callable[[Volume], None] = field(default=lambda v: None)
+
+
+def replaced_by(make: Callable[[Path], None]) -> Callable[[Volume], None]:
+    def put(volume: Volume) -> None:
+        volume.unit.config_file.unlink()
+        make(volume.unit.config_file)
+
+    return put
+
+
+def edited(change: Callable[[str], str]) -> Callable[[Volume], None]:
+    return lambda volume: volume.write(change(volume.good))
+
+
+def section(text: str, name: str, *lines: str) -> str:
+    """``text`` with ``lines`` added at the top of section ``[name]``."""
+    head = f"[{name}]\n"
+    return text.replace(head, head + "".join(f"{line}\n" for line in lines), 1)
+
+
+def comments_only_with_everything_in_conf_d(volume: Volume) -> None:
+    (volume.confdir / "50-cinder.conf").write_text(volume.good)
+    volume.write("# Everything is in cinder.conf.d/ (Debian's layout for packaged drop-ins).\n#\n")
+
+
+BAD_FILES: dict[str, BadFile] = {
+    "FIFO": BadFile(replaced_by(os.mkfifo), False, "is a FIFO, not a regular file"),
+    "symlink to /dev/urandom": BadFile(
+        replaced_by(lambda p: p.symlink_to("/dev/urandom")), False, "not a regular file"
+    ),
+    "symlink to /dev/zero": BadFile(replaced_by(lambda p: p.symlink_to("/dev/zero")), False, "not a regular file"),
+    # chap_password wrapped onto an indented line that a blank line orphaned.
+    "secret on a continuation line": BadFile(
+        edited(lambda t: section(t, "fake2", "chap_password =", "", "    wr4pped-s3cr3t")),
+        False,
+        "syntax error",
+        ("wr4pped-s3cr3t",),
+    ),
+    # [database] connection wrapped over two lines with a comment between.
+    "wrapped database connection": BadFile(
+        edited(
+            lambda t: section(
+                t.replace("connection = sqlite", "# was: sqlite"),
+                "database",
+                "connection = mysql+pymysql://cinder:",
+                "# the password follows",
+                "  p4ss-w0rd-db@db.example/cinder",
+            )
+        ),
+        False,
+        "syntax error",
+        ("p4ss-w0rd-db", "mysql+pymysql://cinder:"),
+    ),
+    # A new value of a secret option that fails validation (a Dict, not NAME:VALUE pairs).
+    "new secret failing validation": BadFile(
+        edited(lambda t: section(t, "fake2", "replication_device = backend_id:b,san_password:n3w-s3cr3t-rep,oops")),
+        False,
+        "[fake2] replication_device",
+        ("n3w-s3cr3t-rep",),
+    ),
+    "enabled_backends naming a missing section": BadFile(
+        edited(lambda t: t.replace("enabled_backends = fake1,fake2", "enabled_backends = fake1,fake2,fake3")),
+        False,
+        "[fake3]",
+    ),
+    # cinder starts with both of these: a reload must take them.
+    "empty drop-in in the config dir": BadFile(
+        lambda v: (v.confdir / "00-empty.conf").write_text(""),
+        True,
+        "no changes",
+        cleanup=lambda v: (v.confdir / "00-empty.conf").unlink(),
+    ),
+    "cinder.conf of comments, everything in conf.d": BadFile(
+        comments_only_with_everything_in_conf_d,
+        True,
+        "no changes",
+        cleanup=lambda v: (v.confdir / "50-cinder.conf").unlink(),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_a_bad_file(volume: Volume, case: str) -> None:
+    bad = BAD_FILES[case]
+    main, pids = volume.main_pid(), volume.pids()
+    generation = volume.unit.state()["generation"]
+    bad.make(volume)
+    try:
+        done = volume.reload()
+    finally:
+        bad.cleanup(volume)
+        volume.write(volume.good)
+
+    status = volume.status_text()
+    assert done.duration < PROMPT, f"{case}: the reason took {done.duration:.1f}s"
+    if bad.ok:
+        assert done.ok, (case, done, status)
+        assert status.startswith(f"Reload #{generation + 1} ok") and bad.reason in status, status
+    else:
+        assert not done.ok, (case, done)
+        assert status.startswith("Reload failed: ") and bad.reason in status, (case, status)
+        doc = volume.unit.state()
+        assert doc["result"] == "failed" and doc["changed"] == [] and doc["workers"] == [], doc
+    assert_no_secret(volume.everything_shown(done), bad.secrets)
+    assert_kept_serving(volume, pids, main)
+    volume.good_reload()

@@ -199,6 +199,10 @@ class BackendWorkers:
         self._strict: set[str] = set()
         #: Launches a reload started whose fork waits for its go (_Launch).
         self._held: dict[str, _Launch] = {}
+        #: Live values a worker did not take (it did not answer in time, or
+        #: refused), by (group, option): the main process runs them, so no
+        #: later diff shows them; the next reload sends them again.
+        self._owed: dict[str, dict[tuple[str, str], Message]] = {}
         self._lock = threading.Lock()
 
     # -- what the launcher tells us --------------------------------------------
@@ -213,6 +217,8 @@ class BackendWorkers:
     def forked(self, handle: WorkerHandle) -> None:
         with self._lock:
             self.handles[handle.name] = handle
+            # A new process inherits the main process's values: it owes nothing.
+            self._owed.pop(handle.name, None)
         if handle.strict:
             # Not respawned by oslo.service until it proved it can come up:
             # a driver that cannot start would otherwise be forked again and
@@ -323,7 +329,7 @@ class BackendWorkers:
         # upgrade, and the worker's reset() does it, as oslo.service's did.
         untouched = bool(changed or added or removed or retried) and not live
         for name in sorted(set(self.handles) - set(changed) - set(added) - set(removed) - set(retried)):
-            if untouched:
+            if untouched and not self.owes(name):
                 pid = self.handles[name].pid
                 results[name] = WorkerResult(name, pid, True, f"{name} (pid {pid}): unchanged")
             else:
@@ -406,6 +412,7 @@ class BackendWorkers:
         with self._lock:
             if self.handles.get(name) is old:
                 del self.handles[name]
+                self._owed.pop(name, None)
         self._membership(name, False)
         # Its section's options (gone from the files) are no longer pinned to
         # what the stopped worker ran, and count as done, not as "not applied".
@@ -420,18 +427,34 @@ class BackendWorkers:
             applied_options=tuple(c.key for c in gone),
         )
 
+    def owes(self, name: str) -> bool:
+        """Whether ``name``'s worker missed live values an earlier reload sent."""
+        with self._lock:
+            return bool(self._owed.get(name))
+
     def tell(self, name: str, live: list[Message], plan: WorkerPlan) -> WorkerResult:
-        """An unchanged backend: the live values, nothing else."""
+        """An unchanged backend: the live values, and those it missed at an earlier reload."""
         handle = self.handles[name]
+        with self._lock:
+            owed = dict(self._owed.get(name, {}))
+        values = {**owed, **{(m["group"], m["name"]): m for m in live}}
         try:
-            reply = handle.request("apply", plan.timeout, options=live)
+            reply = handle.request("apply", plan.timeout, options=list(values.values()))
         except (ChannelClosed, TimeoutError) as exc:
-            return WorkerResult(
-                name, handle.pid, False, f"worker {name} (pid {handle.pid}) did not take the change: {exc}"
-            )
-        if not reply.get("ok"):
-            return WorkerResult(name, handle.pid, False, f"worker {name} (pid {handle.pid}): {reply.get('reason')}")
-        what = f"{len(live)} live option(s) applied" if live else "unchanged"
+            failure: str | None = f"worker {name} (pid {handle.pid}) did not take the change: {exc}"
+        else:
+            failure = None if reply.get("ok") else f"worker {name} (pid {handle.pid}): {reply.get('reason')}"
+        with self._lock:
+            if failure is None:
+                self._owed.pop(name, None)
+            else:
+                # It runs its previous values until a reload reaches it (or it is replaced).
+                self._owed[name] = values
+        if failure is not None:
+            return WorkerResult(name, handle.pid, False, failure)
+        what = f"{len(values)} live option(s) applied" if values else "unchanged"
+        if owed:
+            what += f" ({len(owed)} missed at an earlier reload)"
         return WorkerResult(name, handle.pid, True, f"{name} (pid {handle.pid}): {what}")
 
     def replace(self, name: str, plan: WorkerPlan) -> WorkerResult:

@@ -140,16 +140,26 @@ class Volume:
         statuses = [json.loads(line)["status"] for line in done.stdout.splitlines()]
         assert statuses == ["available", "available"], done.stdout
 
+    def flipped(self) -> str:
+        """The good file with [DEFAULT] debug flipped (a change every process applies live)."""
+        return self.good.replace(f"debug = {self.debug}".lower(), f"debug = {not self.debug}".lower())
+
+    def running_flipped(self) -> None:
+        """The service now runs :meth:`flipped` (a scenario's reload applied it)."""
+        self.good, self.debug = self.flipped(), not self.debug
+
     def good_reload(self) -> None:
-        """The good file with [DEFAULT] debug flipped: applied live in every process, same pids."""
-        pids = self.pids()
-        self.debug = not self.debug
-        self.good = self.good.replace(f"debug = {not self.debug}".lower(), f"debug = {self.debug}".lower())
-        self.write(self.good)
+        """A good change afterwards: applied live in every process, from what the service ran, same pids."""
+        pids, before = self.pids(), self.debug
+        self.write(self.flipped())
         done = self.reload()
         assert done.ok, (done, self.status_text())
+        self.running_flipped()
         doc = self.unit.state()
-        assert doc["result"] == "ok" and [(c["option"], c["applied"]) for c in doc["changed"]] == [("debug", "live")]
+        assert doc["result"] == "ok", doc
+        assert [(c["option"], c["old"], c["new"], c["applied"]) for c in doc["changed"]] == [
+            ("debug", before, self.debug, "live")
+        ], doc["changed"]
         assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "ok"}
         assert self.pids() == pids
 
@@ -336,4 +346,153 @@ def test_a_bad_file(volume: Volume, case: str) -> None:
         assert doc["result"] == "failed" and doc["changed"] == [] and doc["workers"] == [], doc
     assert_no_secret(volume.everything_shown(done), bad.secrets)
     assert_kept_serving(volume, pids, main)
+    volume.good_reload()
+
+
+# -- the runtime directory ---------------------------------------------------------
+def in_namespace(volume: Volume, script: str) -> None:
+    """Run ``script`` in the manager's private mount namespace (where the unit runs)."""
+    volume.manager.run(["sh", "-ec", script], timeout=60).check()
+
+
+@dataclass(frozen=True)
+class RuntimeFault:
+    """Break the runtime directory ``D`` (``make``), reload a valid change, undo (``cleanup``)."""
+
+    make: str
+    cleanup: str
+    #: None: the reload works; else what STATUS= (systemctl status) must say.
+    status: str | None
+
+
+RUNTIME_FAULTS: dict[str, RuntimeFault] = {
+    "read-only": RuntimeFault(
+        'mount --bind "$D" "$D" && mount -o remount,ro,bind "$D"', 'umount "$D"', "Read-only file system"
+    ),
+    # A 64 KiB tmpfs holding what the directory held, then filled up.
+    "full": RuntimeFault(
+        'S=$(mktemp -d) && cp -a "$D/." "$S/" && mount -t tmpfs -o size=64k,mode=755 tmpfs "$D" && '
+        'cp -a "$S/." "$D/" && rm -rf "$S" && { dd if=/dev/zero of="$D/filler" bs=4096 2>/dev/null || true; }',
+        'umount "$D"',
+        "No space left on device",
+    ),
+    # What Debian's units do to /run/cinder when another cinder unit stops.
+    "removed": RuntimeFault('rm -rf "$D"', "true", None),
+}
+
+
+@pytest.mark.parametrize("case", list(RUNTIME_FAULTS))
+def test_a_runtime_directory_fault(volume: Volume, case: str) -> None:
+    fault = RUNTIME_FAULTS[case]
+    main, pids = volume.main_pid(), volume.pids()
+    directory = f"D={shlex.quote(str(volume.state_dir))}\n"
+    in_namespace(volume, directory + fault.make)
+    try:
+        volume.write(volume.flipped())
+        done = volume.reload()
+        status = volume.status_text()
+        shown = volume.everything_shown(done)
+    finally:
+        in_namespace(volume, directory + fault.cleanup)
+    # The change was valid: the service applied it, whether or not it could say so in its state file.
+    volume.running_flipped()
+    limit = PROMPT if fault.status is None else PROMPT_ACK
+    assert done.duration < limit, f"{case}: {done.duration:.1f}s"
+    if fault.status is None:
+        assert done.ok, (done, status)
+        assert status.startswith("Reload #") and " ok: " in status, status
+        assert volume.unit.state()["result"] == "ok"
+    else:
+        # systemctl reload fails (ExecReload= got no acknowledgement); STATUS= says what the
+        # reload did and why its state file is stale.
+        assert not done.ok, done
+        assert " ok: " in status and "state file not written" in status and fault.status in status, status
+    assert_no_secret(shown, ())
+    assert_kept_serving(volume, pids, main)
+    volume.good_reload()
+
+
+def test_a_state_file_that_is_not_json(volume: Volume) -> None:
+    volume.state_file.write_text("{ this is not json")
+
+    status = volume.cli("status", "cinder-volume", "--state-dir", str(volume.state_dir))
+
+    assert status.returncode == 4 and "not a state file (not JSON" in status.stderr, status
+    assert "Traceback" not in status.output
+    volume.good_reload()  # the service replaces it
+
+
+def test_a_directory_at_the_state_file_path(volume: Volume) -> None:
+    main, pids = volume.main_pid(), volume.pids()
+    generation = volume.unit.state()["generation"]
+    volume.state_file.unlink()
+    volume.state_file.mkdir()
+    try:
+        volume.write(volume.flipped())
+        status = volume.cli("status", "cinder-volume", "--state-dir", str(volume.state_dir))
+        done = volume.reload()
+        # What ExecReload= runs, run by hand: its stderr is the reason (no journal here).
+        by_hand = volume.cli(
+            "signal", "cinder-volume", "--pid", str(main), "--wait", "--state-dir", str(volume.state_dir)
+        )
+    finally:
+        volume.state_file.rmdir()
+        volume.write(volume.good)
+
+    assert status.returncode == 4 and "is a directory, not a state file" in status.stderr, status
+    assert not done.ok and done.duration < PROMPT, done
+    assert by_hand.returncode == 1 and "is a directory" in by_hand.stderr, by_hand
+    assert by_hand.duration < PROMPT
+    for result in (status, by_hand):
+        assert "Traceback" not in result.output
+    assert_kept_serving(volume, pids, main)
+    volume.good_reload()
+    # Never signalled: its result could never have been read.
+    assert volume.unit.state()["generation"] == generation + 1
+
+
+# -- workers and processes -----------------------------------------------------------
+def lines_of(log: str, pid: int, pattern: str) -> list[str]:
+    return [line for line in log.splitlines() if f" {pid} " in line and pattern in line]
+
+
+def test_a_worker_stopped_through_a_reload(volume: Volume) -> None:
+    """SIGSTOPped through a reload: the reload fails promptly naming it; continued,
+    the worker does not apply the change later; the next reload brings it in line."""
+    main, pids = volume.main_pid(), volume.pids()
+    workers = volume.worker_pids()
+    fake1, fake2 = workers["fake1"], workers["fake2"]
+    mark = len(volume.unit.log())
+    volume.write(volume.flipped())
+    os.kill(fake2, signal.SIGSTOP)
+    try:
+        done = volume.reload()
+        status = volume.status_text()
+    finally:
+        os.kill(fake2, signal.SIGCONT)
+
+    assert not done.ok and done.duration < PROMPT, done
+    assert status.startswith("Reload failed") and f"fake2 (pid {fake2}) did not take the change" in status, status
+    doc = volume.unit.state()
+    assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "failed"}, doc
+    # Continued, fake2 reads the request it missed and leaves it (oslo.config's
+    # "Option DEFAULT.debug changed" is the line of a process that applied it).
+    changed = "Option DEFAULT.debug changed"
+    wait_until(
+        lambda: lines_of(volume.unit.log()[mark:], fake2, "after its deadline"), 15, "fake2 to read what it missed"
+    )
+    assert lines_of(volume.unit.log()[mark:], fake1, changed)
+    assert not lines_of(volume.unit.log()[mark:], fake2, changed)
+    assert_kept_serving(volume, pids, main)
+
+    # The operator reloads again: fake2 takes what it missed (the main process
+    # and fake1 already run it, so no diff shows it), and the reload says so.
+    mark = len(volume.unit.log())
+    again = volume.reload()
+    assert again.ok, (again, volume.status_text())
+    volume.running_flipped()
+    workers = {w["worker"]: w for w in volume.unit.state()["workers"]}
+    assert workers["fake2"]["result"] == "ok" and "missed at an earlier reload" in workers["fake2"]["message"]
+    assert lines_of(volume.unit.log()[mark:], fake2, changed), "fake2 applied the change it missed"
+    assert volume.pids() == pids
     volume.good_reload()

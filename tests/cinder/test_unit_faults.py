@@ -496,3 +496,82 @@ def test_a_worker_stopped_through_a_reload(volume: Volume) -> None:
     assert lines_of(volume.unit.log()[mark:], fake2, changed), "fake2 applied the change it missed"
     assert volume.pids() == pids
     volume.good_reload()
+
+
+def test_a_file_changed_while_the_reload_runs(volume: Volume) -> None:
+    """Changed again while fake1's worker is being replaced: every process runs
+    the bytes the main process validated, the state describes those, and the
+    next reload finds the later edit whole."""
+    main = volume.main_pid()
+    before = volume.worker_pids()
+    validated = volume.good.replace("volume_backend_name = fake1", "volume_backend_name = fake1-validated")
+    later = validated.replace("fake1-validated", "fake1-later").replace(
+        "volume_backend_name = fake2", "volume_backend_name = fake2-later"
+    )
+    volume.write(validated)
+    outcome: dict[str, CommandResult] = {}
+    reload = threading.Thread(target=lambda: outcome.update(done=volume.reload()))
+    reload.start()
+    try:
+        wait_until(lambda: phase(volume) == "workers", 60, "the reload's workers step")
+        volume.write(later)
+    finally:
+        reload.join(180)
+    done = outcome["done"]
+
+    assert done.ok, (done, volume.status_text())
+    doc = volume.unit.state()
+    assert [(c["group"], c["option"], c["new"]) for c in doc["changed"]] == [
+        ("fake1", "volume_backend_name", "fake1-validated")
+    ]
+    workers = {w["worker"]: w for w in doc["workers"]}
+    assert workers["fake1"]["old_pid"] == before["fake1"] and workers["fake2"]["pid"] == before["fake2"]
+    assert volume.main_pid() == main
+    volume.serves()
+    # Had any process read the later file, the next reload would miss part of it.
+    again = volume.reload()
+    assert again.ok, (again, volume.status_text())
+    assert sorted((c["group"], c["old"], c["new"]) for c in volume.unit.state()["changed"]) == [
+        ("fake1", "fake1-validated", "fake1-later"),
+        ("fake2", "fake2", "fake2-later"),
+    ]
+    volume.write(volume.good)
+    back = volume.reload()
+    assert back.ok, (back, volume.status_text())
+    assert_kept_serving(volume, volume.pids(), main)
+    volume.good_reload()
+
+
+def phase(volume: Volume) -> str | None:
+    try:
+        doc = json.loads(volume.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return str((doc.get("in_progress") or {}).get("phase") or "") or None
+
+
+def test_signal_refuses_a_process_that_is_not_the_service(volume: Volume, tmp_path: Path) -> None:
+    """``cinder-reload signal --pid`` at an unrelated process that catches SIGHUP."""
+    main, pids = volume.main_pid(), volume.pids()
+    generation = volume.unit.state()["generation"]
+    marker = tmp_path / "got-sighup"
+    target = start_sighup_catcher(marker, 120)
+    try:
+        done = volume.cli(
+            "signal", "cinder-volume", "--pid", str(target.pid), "--wait", "--state-dir", str(volume.state_dir)
+        )
+        # A SIGHUP sent would have run the catcher's handler within milliseconds:
+        # give it a moment it would never need, then look.
+        time.sleep(0.5)
+        assert not marker.exists(), "the signal must not have been sent"
+        assert target.poll() is None
+    finally:
+        target.kill()
+        target.wait()
+
+    assert done.returncode == 1 and done.duration < PROMPT, done
+    assert f"process {target.pid}" in done.stderr and "is not cinder-volume" in done.stderr, done.stderr
+    assert "Traceback" not in done.output
+    assert_kept_serving(volume, pids, main)
+    volume.good_reload()
+    assert volume.unit.state()["generation"] == generation + 1

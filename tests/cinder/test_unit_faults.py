@@ -30,6 +30,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -37,7 +38,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cinderproc import volume_config
@@ -162,6 +162,8 @@ class Volume:
         ], doc["changed"]
         assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "ok"}
         assert self.pids() == pids
+        # Masked or not, the state file is the service's (and its group's) only.
+        assert stat.S_IMODE(self.state_file.stat().st_mode) & 0o007 == 0, oct(self.state_file.stat().st_mode)
 
 
 @pytest.fixture(scope="module")

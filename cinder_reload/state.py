@@ -56,6 +56,9 @@ class WorkerRecord(TypedDict, total=False):
     new_pid: int | None
     paused_s: float | None
     start_s: float | None
+    #: Its old worker's drain: operations in flight when it stopped consuming, seconds waited.
+    drained_in_flight: int | None
+    drained_s: float | None
     #: At start: whether the backend's driver initialised, and if not, why.
     initialized: bool
     reason: str | None

@@ -59,6 +59,10 @@ class WorkerResult:
     old_pid: int | None = None
     paused_s: float | None = None
     start_s: float | None = None
+    #: The old worker's drain: operations in flight when it stopped consuming,
+    #: and how long it waited for them to finish.
+    drained_in_flight: int | None = None
+    drained_s: float | None = None
     #: Options outside the workers' groups this result carried out (a backend
     #: added or removed: ``enabled_backends``); see Workers.owned_options().
     applied_options: tuple[OptKey, ...] = ()
@@ -75,6 +79,7 @@ class WorkerResult:
         if self.old_pid is not None:
             doc["old_pid"], doc["new_pid"] = self.old_pid, self.pid
             doc["paused_s"], doc["start_s"] = self.paused_s, self.start_s
+            doc["drained_in_flight"], doc["drained_s"] = self.drained_in_flight, self.drained_s
         if self.report is not None:
             # What a worker that ran its own cycle reported about it.
             report = self.report

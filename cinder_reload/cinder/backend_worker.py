@@ -269,10 +269,11 @@ class BackendWorker:
             stopper.start()
         for stopper in stoppers:
             stopper.join()
+        in_flight_at_stop = self.gate.in_flight
         LOG.info(
             "reload: backend %s stopped consuming RPC (%d in flight); draining up to %gs",
             self.backend,
-            self.gate.in_flight,
+            in_flight_at_stop,
             timeout,
         )
         try:
@@ -294,7 +295,12 @@ class BackendWorker:
         # periodic tasks skip their turn (a stale capability report sent
         # after the new worker's own would mislead the scheduler).
         self.rpc_gate.retired = True
-        return {"ok": True, "stopped_at": stopped_at, "drained_s": round(time.monotonic() - stopped_at, 6)}
+        return {
+            "ok": True,
+            "stopped_at": stopped_at,
+            "drained_s": round(time.monotonic() - stopped_at, 6),
+            "in_flight": in_flight_at_stop,
+        }
 
     def resume(self) -> Message:
         """The successor did not come up: serve again, on the configuration this worker always had."""

@@ -505,6 +505,8 @@ class BackendWorkers:
                 old_pid=old.pid,
                 paused_s=round(ready_at - paused_at, 6),
                 start_s=round(ready_at - new.forked_at, 6),
+                drained_in_flight=reply.get("in_flight"),
+                drained_s=reply.get("drained_s"),
             )
         failure = why or "unknown"
         plan.overrides.undo(undo)

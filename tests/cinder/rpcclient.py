@@ -5,6 +5,8 @@ Run with the cinder venv's interpreter and the service's own cinder.conf
 
     python rpcclient.py CONF create BACKEND_HOST[,BACKEND_HOST...] COUNT [--wait S] [--interval S]
     python rpcclient.py CONF show ID...
+    python rpcclient.py CONF capabilities BACKEND_HOST
+
 
 ``create`` makes COUNT volume rows (1 GiB, status ``creating``) for each
 backend host ``host@backend#pool`` named and casts ``create_volume`` to that
@@ -12,7 +14,10 @@ backend's queue, one after the other (``--interval`` seconds apart, to
 spread them over a reload); with ``--wait`` it then
 waits up to S seconds for each to leave ``creating``.  It prints one JSON
 object per volume: ``{"id", "status", "sent_at"}`` (CLOCK_MONOTONIC).
-``show`` prints the status of existing volumes.  Nothing here is a mock:
+``show`` prints the status of existing volumes.  ``capabilities`` asks the
+backend's worker for its driver's capabilities (the ``get_capabilities`` call
+cinder-api's capabilities request makes, with ``discover``: the driver reads
+its stats again), which name the ``volume_backend_name`` it runs with.  Nothing here is a mock:
 the casts go through oslo.messaging to the running cinder-volume.
 """
 
@@ -39,6 +44,10 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"id": ident, "status": volume.status, "host": volume.host}))
         return 0
     from cinder.volume import rpcapi as volume_rpcapi
+
+    if command == "capabilities":
+        print(json.dumps(volume_rpcapi.VolumeAPI().get_capabilities(ctxt, rest[0], True), default=str))
+        return 0
 
     hosts, count = rest[0].split(","), int(rest[1])
     options = dict(zip(rest[2::2], rest[3::2], strict=False))

@@ -148,6 +148,18 @@ class Volume:
         """The service now runs :meth:`flipped` (a scenario's reload applied it)."""
         self.good, self.debug = self.flipped(), not self.debug
 
+    def filter_function(self, backend: str) -> str | None:
+        """The filter_function ``backend``'s worker runs with, as its driver reports it over RPC."""
+        done = subprocess.run(
+            [*self.client, "capabilities", f"{socket.gethostname()}@{backend}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        (pool,) = json.loads(done.stdout)["pools"]
+        return pool["filter_function"]  # type: ignore[no-any-return]
+
     def good_reload(self) -> None:
         """A good change afterwards: applied live in every process, from what the service ran, same pids."""
         pids, before = self.pids(), self.debug
@@ -278,8 +290,15 @@ BAD_FILES: dict[str, BadFile] = {
     "secret on a continuation line": BadFile(
         edited(lambda t: section(t, "fake2", "chap_password =", "", "    wr4pped-s3cr3t")),
         False,
-        "syntax error",
+        "Unexpected continuation line (line not shown: it may contain a secret)",
         ("wr4pped-s3cr3t",),
+    ),
+    # A new secret on a line oslo.config cannot parse (its error quotes the line).
+    "new secret on a line without '='": BadFile(
+        edited(lambda t: section(t, "fake2", "chap_password n3w-s3cr3t-typo")),
+        False,
+        "(line not shown: it may contain a secret)",
+        ("n3w-s3cr3t-typo",),
     ),
     # [database] connection wrapped over two lines with a comment between.
     "wrapped database connection": BadFile(
@@ -506,9 +525,9 @@ def test_a_file_changed_while_the_reload_runs(volume: Volume) -> None:
     next reload finds the later edit whole."""
     main = volume.main_pid()
     before = volume.worker_pids()
-    validated = volume.good.replace("volume_backend_name = fake1", "volume_backend_name = fake1-validated")
-    later = validated.replace("fake1-validated", "fake1-later").replace(
-        "volume_backend_name = fake2", "volume_backend_name = fake2-later"
+    validated = section(volume.good, "fake1", "filter_function = volume.size < 10")
+    later = section(
+        validated.replace("volume.size < 10", "volume.size < 20"), "fake2", "filter_function = volume.size < 30"
     )
     volume.write(validated)
     outcome: dict[str, CommandResult] = {}
@@ -524,19 +543,25 @@ def test_a_file_changed_while_the_reload_runs(volume: Volume) -> None:
     assert done.ok, (done, volume.status_text())
     doc = volume.unit.state()
     assert [(c["group"], c["option"], c["new"]) for c in doc["changed"]] == [
-        ("fake1", "volume_backend_name", "fake1-validated")
+        ("fake1", "filter_function", "volume.size < 10")
     ]
     workers = {w["worker"]: w for w in doc["workers"]}
     assert workers["fake1"]["old_pid"] == before["fake1"] and workers["fake2"]["pid"] == before["fake2"]
     assert volume.main_pid() == main
+    # What each worker's driver runs with (it reads its configuration when asked).
+    assert (volume.filter_function("fake1"), volume.filter_function("fake2")) == ("volume.size < 10", None)
     volume.serves()
-    # Had any process read the later file, the next reload would miss part of it.
+    # Had the main process read the later file, the next reload would miss part of it.
     again = volume.reload()
     assert again.ok, (again, volume.status_text())
     assert sorted((c["group"], c["old"], c["new"]) for c in volume.unit.state()["changed"]) == [
-        ("fake1", "fake1-validated", "fake1-later"),
-        ("fake2", "fake2", "fake2-later"),
+        ("fake1", "volume.size < 10", "volume.size < 20"),
+        ("fake2", None, "volume.size < 30"),
     ]
+    assert (volume.filter_function("fake1"), volume.filter_function("fake2")) == (
+        "volume.size < 20",
+        "volume.size < 30",
+    )
     volume.write(volume.good)
     back = volume.reload()
     assert back.ok, (back, volume.status_text())

@@ -292,6 +292,12 @@ BAD_FILES: dict[str, BadFile] = {
         replaced_by(lambda p: p.symlink_to("/dev/urandom")), False, "not a regular file"
     ),
     "symlink to /dev/zero": BadFile(replaced_by(lambda p: p.symlink_to("/dev/zero")), False, "not a regular file"),
+    "FIFO in the config dir": BadFile(
+        lambda v: os.mkfifo(v.confdir / "20-fifo.conf"),
+        False,
+        "20-fifo.conf: is a FIFO, not a regular file",
+        cleanup=lambda v: (v.confdir / "20-fifo.conf").unlink(),
+    ),
     # chap_password wrapped onto an indented line that a blank line orphaned.
     "secret on a continuation line": BadFile(
         edited(lambda t: section(t, "fake2", "chap_password =", "", "    wr4pped-s3cr3t")),

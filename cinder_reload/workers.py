@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .apply import Overrides
 from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey
-from .state import WorkerRecord, read_state, state_path
+from .state import read_state, state_path
 from .waiter import finished_after, monotonic, pid_alive
 
 if TYPE_CHECKING:
     from oslo_config import cfg
+
+    from .state import WorkerRecord
 
 __all__ = ["SignalledWorkers", "WorkerPlan", "WorkerResult", "Workers", "worker_service_name"]
 

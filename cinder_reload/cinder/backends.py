@@ -110,6 +110,10 @@ class WorkerHandle:
 
     def request(self, op: str, wait: float, **fields: Any) -> Message:
         """Send one request and wait for its answer; ChannelClosed if the worker is gone."""
+        return self.reply_to(self.send_request(op, wait, **fields))
+
+    def send_request(self, op: str, wait: float, **fields: Any) -> tuple[str, int, float]:
+        """Send one request; what :meth:`reply_to` needs to wait for its answer (up to ``wait`` seconds)."""
         self._next_id += 1
         ident = self._next_id
         deadline = time.monotonic() + wait
@@ -117,10 +121,15 @@ class WorkerHandle:
         # worker that reads this after we gave up (SIGSTOPped, starved) must
         # not act on it, or the reload reported failed would apply after all.
         self.channel.send({"op": op, "id": ident, "deadline": deadline, **fields})
+        return op, ident, deadline
+
+    def reply_to(self, sent: tuple[str, int, float]) -> Message:
+        """The answer to a request :meth:`send_request` sent; TimeoutError past its deadline."""
+        op, ident, deadline = sent
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no answer to {op!r} within {wait:g}s")
+                raise TimeoutError(f"no answer to {op!r} in time")
             try:
                 reply = self.replies.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -138,13 +147,15 @@ class WorkerHandle:
         """
         deadline = time.monotonic() + timeout
         self.exited.wait(timeout)
+        # Short polls: this wait is on the path to READY=1 (the reap itself
+        # comes within oslo.service's 10 ms wait interval).
         while pid_alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.002)
         if pid_alive(self.pid):
             return False
         reaped_by = min(deadline, time.monotonic() + 1.0)
         while os.path.exists(f"/proc/{self.pid}") and time.monotonic() < reaped_by:
-            time.sleep(0.005)
+            time.sleep(0.002)
         return True
 
     def kill(self) -> None:
@@ -160,12 +171,25 @@ class WorkerHandle:
             self.kill()
             self.wait_exited(5.0)
 
-    def retire(self, drain_timeout: float) -> Message:
-        """Ask the worker to stop consuming and drain (backend_worker.BackendWorker.retire); its reply."""
+    def retire(self, drain_timeout: float) -> Callable[[], Message]:
+        """Ask the worker to stop consuming and drain (backend_worker.BackendWorker.retire).
+
+        Returns at once, with the function that waits for the worker's reply:
+        the worker drains in its own process while the caller goes on.
+        """
         try:
-            return self.request("retire", drain_timeout + 10.0, timeout=drain_timeout)
-        except (ChannelClosed, TimeoutError) as exc:
-            return {"ok": False, "reason": f"no answer from the worker: {exc}"}
+            sent = self.send_request("retire", drain_timeout + 10.0, timeout=drain_timeout)
+        except ChannelClosed as exc:
+            failed: Message = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+            return lambda: failed
+
+        def reply() -> Message:
+            try:
+                return self.reply_to(sent)
+            except (ChannelClosed, TimeoutError) as exc:
+                return {"ok": False, "reason": f"no answer from the worker: {exc}"}
+
+        return reply
 
 
 #: The option that says which backends run: cinder-volume's workers step adds
@@ -397,7 +421,7 @@ class BackendWorkers:
         old = self.handles[name]
         LOG.info("reload #%d: backend %s removed: draining its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0
-        reply = old.retire(plan.drain_timeout)
+        reply = old.retire(plan.drain_timeout)()
         if not reply.get("ok") and not old.exited.is_set():
             old.wrap.workers = 1
             reason = f"could not drain: {reply.get('reason')}"
@@ -439,12 +463,16 @@ class BackendWorkers:
         LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
         undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
+        paused_at = time.monotonic()
+        drained = old.retire(plan.drain_timeout)
         # cinder's start path runs up to the fork while the old worker drains:
         # Service.create() (the manager, the driver object, the service
         # record) needs no quiet backend, only the fork does (init_host).
+        # The retire request goes out first: Service.create() holds this
+        # process for tens of milliseconds without yielding (seen: 12-45 ms
+        # before the request left when the launch went first).
         launch = _Launch(self, name, strict=True)
-        paused_at = time.monotonic()
-        reply = old.retire(plan.drain_timeout)
+        reply = drained()
         paused_at = float(reply.get("stopped_at") or paused_at)
         if not reply.get("ok"):
             launch.cancel()

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         old_pid: int
         new_pid: int | None
         paused_s: float | None
+        paused_at: float
         start_s: float | None
         #: At start: whether the backend's driver initialised, and if not, why.
         initialized: bool

@@ -61,6 +61,9 @@ class WorkerResult:
     old_pid: int | None = None
     paused_s: float | None = None
     start_s: float | None = None
+    #: CLOCK_MONOTONIC when the pause began: with ``paused_s``, when the
+    #: backend consumed nothing (a roll replaces one backend after another).
+    paused_at: float | None = None
     #: Options outside the workers' groups this result carried out (a backend
     #: added or removed: ``enabled_backends``); see Workers.owned_options().
     applied_options: tuple[OptKey, ...] = ()
@@ -77,6 +80,8 @@ class WorkerResult:
         if self.old_pid is not None:
             doc["old_pid"], doc["new_pid"] = self.old_pid, self.pid
             doc["paused_s"], doc["start_s"] = self.paused_s, self.start_s
+            if self.paused_at is not None:
+                doc["paused_at"] = self.paused_at
         if self.report is not None:
             # What a worker that ran its own cycle reported about it.
             report = self.report

@@ -196,6 +196,13 @@ class WorkerHandle:
 #: and removes backends when it changes, instead of leaving it to a restart.
 ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
 
+#: Sections every backend's worker reads (cinder's own options, the drivers'
+#: shared defaults): a change there is applied by replacing every worker,
+#: one at a time.  Options the main process set up for all of them (the RPC
+#: transport, the database, logging) are restart-only (options.py) and never
+#: reach this step.
+SHARED_GROUPS: tuple[str, ...] = ("DEFAULT", "backend_defaults")
+
 
 _NOT_STARTED = "not started: cinder could not create its service (see the log); the next reload tries again"
 
@@ -303,7 +310,9 @@ class BackendWorkers:
 
     # -- the reload ------------------------------------------------------------
     def groups(self) -> Collection[str]:
-        return frozenset(self._backends())
+        if self._membership is None:  # backends fixed until a restart (threading backend)
+            return frozenset(self._backends())
+        return frozenset(self._backends()) | frozenset(SHARED_GROUPS)
 
     def owned_options(self) -> Collection[OptKey]:
         return (ENABLED_BACKENDS,) if self._membership is not None else ()
@@ -312,12 +321,18 @@ class BackendWorkers:
         # Which sections must exist follows enabled_backends (a candidate
         # check names a listed backend without one); a backend taken out of
         # the list may lose its section.
-        return () if self._membership is not None else self.groups()
+        return () if self._membership is not None else frozenset(self._backends())
 
     def candidate_groups(self, candidate: Any) -> Collection[str]:
         if self._membership is None:
             return self.groups()
         return frozenset(self.groups()) | frozenset(_backend_list(candidate.enabled_backends))
+
+    def _shared_changes(self, plan: WorkerPlan) -> tuple[OptionChange, ...]:
+        """Changes of the sections every worker reads, but not those this step carries out itself."""
+        owned = set(self.owned_options())
+        changes = (c for group in SHARED_GROUPS for c in plan.changes_of(group))
+        return tuple(c for c in changes if c.key not in owned)
 
     def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
         membership = plan.change(ENABLED_BACKENDS) if self._membership is not None else None
@@ -330,11 +345,20 @@ class BackendWorkers:
         # earlier reload's replacement) has no worker: each reload tries again.
         retried = [b for b in self.missing() if b not in removed and (membership is None or b in new)]
         results: dict[str, WorkerResult] = {}
+        shared = self._shared_changes(plan)
+        # From here on a new worker inherits the new shared values: a backend
+        # added (or started again) by this reload too.
+        undo_shared = plan.overrides.set(shared) if shared else {}
         if membership is not None:
             membership_results = self._change_membership(plan, membership, added, removed)
             results.update(membership_results)
         for name in retried:
             results[name] = self.add(name, plan, member=False)
+
+        if shared:
+            running = sorted(set(self.handles) - set(removed))
+            results.update(self._roll(plan, shared, undo_shared, running, results))
+            return [results[name] for name in sorted(results)]
 
         # Each backend is its own resource (its queue, its array): changed
         # ones are replaced side by side, the others are never paused.
@@ -458,11 +482,83 @@ class BackendWorkers:
         what = f"{len(live)} live option(s) applied" if live else "unchanged"
         return WorkerResult(name, handle.pid, True, f"{name} (pid {handle.pid}): {what}")
 
-    def replace(self, name: str, plan: WorkerPlan) -> WorkerResult:
+    def _roll(
+        self,
+        plan: WorkerPlan,
+        shared: tuple[OptionChange, ...],
+        undo_shared: dict[OptKey, Any],
+        names: list[str],
+        earlier: dict[str, WorkerResult],
+    ) -> dict[str, WorkerResult]:
+        """A change every backend reads: each worker replaced in turn, never two paused at once.
+
+        Each new worker inherits the new shared values (and its own section's)
+        from this process.  The first one that does not come up stops the
+        roll (its old worker consumes again, as in :meth:`replace`), and the
+        backends replaced before it are replaced once more, on the previous
+        values: after the reload the backends run the configuration they ran
+        before, and the reload reports why.  ``earlier``: backends this
+        reload already started (added, or started again), on the new values.
+        """
+        groups = tuple(sorted({c.group for c in shared}))
+        LOG.info(
+            "reload #%d: %s changed: replacing the workers of %s one at a time",
+            plan.generation,
+            ", ".join(f"[{g}]" for g in groups),
+            ", ".join(names),
+        )
+        results: dict[str, WorkerResult] = {}
+        done: list[str] = []
+        failed: WorkerResult | None = None
+        for name in names:
+            result = earlier.get(name) or self.replace(name, plan)
+            results[name] = result
+            if not result.ok:
+                failed = result
+                break
+            done.append(name)
+        if failed is None:
+            return {name: replace(r, reinitialized=tuple(r.reinitialized) + groups) for name, r in results.items()}
+        reason = failed.failed_groups.get(failed.name) or failed.message
+        why = f"the new worker of {failed.name} did not come up ({reason})"
+        plan.overrides.undo(undo_shared)
+        results[failed.name] = replace(failed, failed_groups={**failed.failed_groups, **dict.fromkeys(groups, why)})
+        for name in reversed(done):
+            if name in earlier:
+                # Started by this reload on the new shared values: it stays so, and says so.
+                results[name] = replace(
+                    earlier[name], message=f"{earlier[name].message}; on the new {', '.join(groups)} values: {why}"
+                )
+                continue
+            back = self.replace(name, plan, to_new=False)
+            state = (
+                f"put back on the previous configuration (pid {back.pid})"
+                if back.ok
+                else f"could not be put back on the previous configuration: {back.message}"
+            )
+            results[name] = replace(
+                back,
+                message=f"{name}: {state}: {why}",
+                reinitialized=(),
+                failed_groups={name: why} if plan.changes_of(name) or not back.ok else {},
+            )
+        for name in names[names.index(failed.name) + 1 :]:
+            handle = self.handles[name]
+            results[name] = WorkerResult(
+                name,
+                handle.pid,
+                True,
+                f"{name} (pid {handle.pid}): kept its worker on the previous configuration: {why}",
+                failed_groups={name: why} if plan.changes_of(name) else {},
+            )
+        return results
+
+    def replace(self, name: str, plan: WorkerPlan, *, to_new: bool = True) -> WorkerResult:
+        """A fresh worker for ``name`` on its section's new values (``to_new``) or its previous ones."""
         old = self.handles[name]
         LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
-        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
+        undo = plan.overrides.set(plan.changes_of(name), to_new=to_new)  # the values its new worker starts with
         paused_at = time.monotonic()
         drained = old.retire(plan.drain_timeout)
         # cinder's start path runs up to the fork while the old worker drains:
@@ -510,6 +606,7 @@ class BackendWorkers:
                 old_pid=old.pid,
                 paused_s=round(ready_at - paused_at, 6),
                 start_s=round(ready_at - new.forked_at, 6),
+                paused_at=round(paused_at, 6),
             )
         failure = why or "unknown"
         plan.overrides.undo(undo)
@@ -540,6 +637,7 @@ class BackendWorkers:
             old_pid=old.pid,
             paused_s=round(float(resumed.get("at") or time.monotonic()) - paused_at, 6),
             start_s=None,
+            paused_at=round(paused_at, 6),
         )
 
     def _retire(self, old: WorkerHandle) -> None:
@@ -579,6 +677,7 @@ class BackendWorkers:
             old_pid=old.pid,
             paused_s=round(ready_at - paused_at, 6),
             start_s=None,
+            paused_at=round(paused_at, 6),
         )
 
     # -- the launcher's side of a launch -----------------------------------------

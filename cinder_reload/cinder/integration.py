@@ -32,6 +32,8 @@ class Integration:
     notify_address: str | None
     state_dir: Path
     restart_only: frozenset[OptKey] = frozenset()
+    #: Restart-only options computed at start (options.main_process_options), with their reasons.
+    main_process_reasons: Mapping[OptKey, str] = field(default_factory=dict)
     #: Groups a worker re-initialises, by worker name (cinder-volume: backend -> [backend]).
     worker_groups: Mapping[str, list[str]] = field(default_factory=dict)
     worker_setup: WorkerSetup | None = None
@@ -87,7 +89,7 @@ class Integration:
             notifier=self.notifier(),
             state_dir=self.state_dir,
             restart_only=self.restart_only,
-            restart_reasons=restart_reasons(sorted(self.all_worker_groups())),
+            restart_reasons={**restart_reasons(sorted(self.all_worker_groups())), **self.main_process_reasons},
             drain_timeout=self.drain_timeout,
             candidate_checks=self.candidate_checks,
             **extra,
@@ -104,7 +106,7 @@ class Integration:
             notifier=SystemdNotifier(environ={}),
             state_dir=self.state_dir,
             restart_only=self.restart_only,
-            restart_reasons=restart_reasons(sorted(own)),
+            restart_reasons={**restart_reasons(sorted(own)), **self.main_process_reasons},
             drain_timeout=self.drain_timeout,
             ignored_groups=self.all_worker_groups() - own,
         )

@@ -21,6 +21,7 @@ __all__ = [
     "config_args",
     "missing_backend_sections",
     "default_restart_only_except",
+    "main_process_options",
     "RELOAD_OPTS",
     "SERVICES",
     "register_api_opts",
@@ -100,6 +101,35 @@ RESTART_REASONS: dict[OptKey, str] = {
     ("DEFAULT", "osapi_volume_workers"): "the number of API processes is fixed when the service starts",
     ("DEFAULT", "api_paste_config"): "the WSGI pipeline is loaded once, at start",
 }
+
+
+#: oslo.config.opts entry points (the libraries' own lists, as oslo-config-generator
+#: reads them) whose [DEFAULT] options only cinder-volume's main process acts on.
+_MAIN_PROCESS_LIBRARIES = {"oslo.log": "logging", "oslo.service.service": "process management"}
+
+
+def main_process_options() -> dict[OptKey, str]:
+    """cinder-volume's [DEFAULT] options that replacing its workers cannot apply, with the reason.
+
+    A change of [DEFAULT] is applied by replacing every backend's worker
+    (backends.SHARED_GROUPS); oslo.log's logging and oslo.service's process
+    management are set up in the main process and inherited by each worker,
+    so a new worker would not take them.  Their mutable options (``debug``,
+    ``log_config_append``) stay live: oslo.log applies those itself.
+    """
+    from importlib.metadata import entry_points
+
+    found: dict[OptKey, str] = {}
+    for entry in entry_points(group="oslo.config.opts"):
+        what = _MAIN_PROCESS_LIBRARIES.get(entry.name)
+        if what is None:
+            continue
+        reason = f"{what} ({entry.name}) is set up once, in the main process, and every worker inherits it"
+        for group, opts in entry.load()():
+            if group not in (None, "DEFAULT"):
+                continue
+            found.update((("DEFAULT", opt.dest), reason) for opt in opts if not opt.mutable)
+    return found
 
 
 def restart_reasons(backends: Sequence[str] = ()) -> dict[OptKey, str]:

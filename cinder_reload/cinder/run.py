@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from ..state import runtime_dir
-from .options import SERVICES, config_args, missing_backend_sections, register_reload_opts, restart_only
+from .options import (
+    SERVICES,
+    config_args,
+    main_process_options,
+    missing_backend_sections,
+    register_reload_opts,
+    restart_only,
+)
 
 __all__ = ["run"]
 
@@ -32,7 +39,10 @@ def _volume_prepare(integration: Any) -> None:
     """Once cinder parsed its command line: one worker per enabled backend."""
     backends = [b for b in integration.conf.enabled_backends or [] if b]
     integration.worker_groups = {b: [b] for b in backends}
-    integration.restart_only = restart_only("cinder-volume", backends)
+    # [DEFAULT] is applied by replacing the workers, except what only the
+    # main process acts on (its logging, its process management).
+    integration.main_process_reasons = main_process_options()
+    integration.restart_only = restart_only("cinder-volume", backends) | frozenset(integration.main_process_reasons)
 
 
 def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) -> None:

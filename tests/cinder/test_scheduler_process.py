@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from cinderproc import CinderService, scheduler_config
+from helpers import wait_until
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
@@ -25,7 +26,9 @@ def test_scheduler_reload_debug_filters_broken_and_restart_only(start_cinder: St
     scheduler.edit(good.replace("debug = false", "debug = true"))
     done = scheduler.reload()
     assert done.returncode == 0 and "1 changed: 1 live" in done.stdout, done.stdout + done.stderr
-    assert re.search(rf" {pid} DEBUG cinder_reload\.events .*reload\.end generation=1", scheduler.log_since(mark))
+    # The end event follows READY=1 and the state file the reload command waits for.
+    ended = rf" {pid} DEBUG cinder_reload\.events .*reload\.end generation=1"
+    wait_until(lambda: re.search(ended, scheduler.log_since(mark)), 30, "the reload.end event, logged at DEBUG")
 
     # Filters and max attempts: the host manager's caches are rebuilt in place.
     filtered = good.replace(

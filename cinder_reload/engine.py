@@ -376,6 +376,7 @@ class ReloadEngine:
                 pid=os.getpid(),
                 reinit_groups=self.reinitializers.groups() | worker_groups,
                 worker_groups=worker_groups,
+                shared_groups=frozenset(self.workers.shared_groups()) if self.workers is not None else frozenset(),
                 restart_only=self.restart_only,
                 ignored=self.ignored_groups,
             )

@@ -129,6 +129,10 @@ class Workers(Protocol):
         """Carry the plan out; one result per worker, never raises."""
         ...
 
+    def shared_groups(self) -> Collection[str]:
+        """Those of :meth:`groups` that every worker reads: a change replaces them all, one at a time."""
+        ...
+
     def owned_options(self) -> Collection[OptKey]:
         """Options outside the groups whose change the workers carry out
         (cinder-volume: ``enabled_backends``, a backend added or removed)."""
@@ -169,6 +173,9 @@ class SignalledWorkers:
 
     def groups(self) -> Collection[str]:
         return self._groups
+
+    def shared_groups(self) -> Collection[str]:
+        return ()
 
     def owned_options(self) -> Collection[OptKey]:
         return ()

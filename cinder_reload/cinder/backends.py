@@ -197,11 +197,27 @@ class WorkerHandle:
 ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
 
 #: Sections every backend's worker reads (cinder's own options, the drivers'
-#: shared defaults): a change there is applied by replacing every worker,
-#: one at a time.  Options the main process set up for all of them (the RPC
-#: transport, the database, logging) are restart-only (options.py) and never
-#: reach this step.
-SHARED_GROUPS: tuple[str, ...] = ("DEFAULT", "backend_defaults")
+#: shared defaults, the transports'): a change there is applied by replacing
+#: every worker, one at a time.  Options the main process set up for all of
+#: them and cannot set up again (the database, logging) are restart-only
+#: (options.py) and never reach this step.
+SHARED_GROUPS: tuple[str, ...] = (
+    "DEFAULT",
+    "backend_defaults",
+    "oslo_messaging_notifications",
+    "oslo_messaging_rabbit",
+    "oslo_messaging_kafka",
+)
+
+#: The [DEFAULT] options of the transports; with any option of an
+#: ``oslo_messaging_*`` section they make a roll set the transports up again.
+_TRANSPORT_DEFAULTS = frozenset({"transport_url", "rpc_response_timeout", "control_exchange"})
+
+
+def _moves_transport(change: OptionChange) -> bool:
+    return change.group.startswith("oslo_messaging_") or (
+        change.group == "DEFAULT" and change.name in _TRANSPORT_DEFAULTS
+    )
 
 
 _NOT_STARTED = "not started: cinder could not create its service (see the log); the next reload tries again"
@@ -219,9 +235,14 @@ class BackendWorkers:
         launch: Callable[[str], None],
         backends: Callable[[], Collection[str]],
         membership: Callable[[str, bool], None] | None = None,
+        reset_transports: Callable[[], None] | None = None,
     ) -> None:
         #: cinder's own start path for one backend (cinder.cmd.volume._launch_service).
         self._launch = launch
+        #: Drops this process's RPC and notification transports, so that the
+        #: next start path sets them up from the configuration as it is then
+        #: (cinder's Service.__init__ calls rpc.init() when there are none).
+        self._reset_transports = reset_transports
         self._backends = backends
         #: Adds (True) or removes (False) a backend where the launcher names
         #: its workers; None: backends are fixed until a restart.
@@ -310,9 +331,10 @@ class BackendWorkers:
 
     # -- the reload ------------------------------------------------------------
     def groups(self) -> Collection[str]:
-        if self._membership is None:  # backends fixed until a restart (threading backend)
-            return frozenset(self._backends())
-        return frozenset(self._backends()) | frozenset(SHARED_GROUPS)
+        return frozenset(self._backends()) | frozenset(self.shared_groups())
+
+    def shared_groups(self) -> Collection[str]:
+        return frozenset(SHARED_GROUPS) if self._membership is not None else frozenset()
 
     def owned_options(self) -> Collection[OptKey]:
         return (ENABLED_BACKENDS,) if self._membership is not None else ()
@@ -327,6 +349,15 @@ class BackendWorkers:
         if self._membership is None:
             return self.groups()
         return frozenset(self.groups()) | frozenset(_backend_list(candidate.enabled_backends))
+
+    def _transports_follow(self, shared: tuple[OptionChange, ...]) -> None:
+        """Where a roll changes the transports: the next worker's start sets them up from the values now in force.
+
+        The old workers keep the transports they were forked with (their own
+        copies, connected in their own process) until they are replaced.
+        """
+        if self._reset_transports is not None and any(_moves_transport(c) for c in shared):
+            self._reset_transports()
 
     def _shared_changes(self, plan: WorkerPlan) -> tuple[OptionChange, ...]:
         """Changes of the sections every worker reads, but not those this step carries out itself."""
@@ -349,6 +380,7 @@ class BackendWorkers:
         # From here on a new worker inherits the new shared values: a backend
         # added (or started again) by this reload too.
         undo_shared = plan.overrides.set(shared) if shared else {}
+        self._transports_follow(shared)
         if membership is not None:
             membership_results = self._change_membership(plan, membership, added, removed)
             results.update(membership_results)
@@ -522,6 +554,7 @@ class BackendWorkers:
         reason = failed.failed_groups.get(failed.name) or failed.message
         why = f"the new worker of {failed.name} did not come up ({reason})"
         plan.overrides.undo(undo_shared)
+        self._transports_follow(shared)  # the put-back workers on the previous transports
         results[failed.name] = replace(failed, failed_groups={**failed.failed_groups, **dict.fromkeys(groups, why)})
         for name in reversed(done):
             if name in earlier:

@@ -70,13 +70,11 @@ class Integration:
         """Reload events on the service's own notification transport, if it has one."""
         try:
             from cinder import rpc
-
-            transport = rpc.NOTIFICATION_TRANSPORT
         except ImportError:
             return []
-        if transport is None:
+        if rpc.NOTIFICATION_TRANSPORT is None:
             return []
-        return [OsloMessagingEvents(transport, publisher_id=f"{self.publisher}.{self.conf.host}")]
+        return [_CurrentTransportEvents(f"{self.publisher}.{self.conf.host}")]
 
     def all_worker_groups(self) -> set[str]:
         return {g for groups in self.worker_groups.values() for g in groups}
@@ -113,3 +111,27 @@ class Integration:
         if self.worker_setup is not None:
             self.worker_setup(engine, inner)
         return engine
+
+
+class _CurrentTransportEvents:
+    """Events on cinder's notification transport as it is when each is sent.
+
+    A reload that changed the transports (cinder-volume, backends.py) sets
+    them up again; the events of that reload and later ones go out on the
+    new one, not on the transport the service started with.
+    """
+
+    def __init__(self, publisher_id: str) -> None:
+        self.publisher_id = publisher_id
+        self._transport: Any = None
+        self._sink: OsloMessagingEvents | None = None
+
+    def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        from cinder import rpc
+
+        transport = rpc.NOTIFICATION_TRANSPORT
+        if transport is None:
+            raise RuntimeError("no notification transport (being set up again by this reload)")
+        if transport is not self._transport or self._sink is None:
+            self._transport, self._sink = transport, OsloMessagingEvents(transport, publisher_id=self.publisher_id)
+        self._sink.emit(event_type, payload)

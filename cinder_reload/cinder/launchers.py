@@ -61,6 +61,20 @@ def _worker_name(service: Any, integration: Integration) -> str:
     return str(getattr(service, "name", None) or "worker")
 
 
+def _reset_transports() -> None:
+    """cinder's RPC and notification transports dropped in this process.
+
+    cinder's own start path sets them up again: ``Service.__init__`` calls
+    ``rpc.init(CONF)`` when ``rpc.initialized()`` is false.  Only a reload
+    that changed a transport's options calls this, right before it starts
+    the first new worker.
+    """
+    from cinder import rpc
+
+    if rpc.initialized():
+        rpc.cleanup()
+
+
 def install(integration: Integration) -> None:
     """Point cinder's launcher factories at the reloading launchers."""
     from cinder import service as cinder_service
@@ -80,6 +94,7 @@ def install(integration: Integration) -> None:
                     lambda backend: volume_cmd._launch_service(self, backend),
                     lambda: list(integration.worker_groups),
                     None if integration.threading_backend else integration.set_worker_group,
+                    reset_transports=_reset_transports,
                 )
             else:
                 workers = SignalledWorkers(

@@ -24,6 +24,7 @@ __all__ = [
     "main_process_options",
     "RELOAD_OPTS",
     "SERVICES",
+    "TRANSPORT_OPTIONS",
     "register_api_opts",
     "register_backup_opts",
     "register_reload_opts",
@@ -73,6 +74,18 @@ _PER_SERVICE_RESTART_ONLY: dict[str, tuple[OptKey, ...]] = {
 
 
 _RPC = "the RPC transport is set up once, in the main process, and every worker inherits it"
+
+#: The transports' options: cinder-volume (on eventlet) applies them by
+#: setting its transports up again and replacing every backend's worker
+#: (backends.BackendWorkers), so they are restart-only for the other services only.
+TRANSPORT_OPTIONS: frozenset[OptKey] = frozenset(
+    {
+        ("DEFAULT", "transport_url"),
+        ("DEFAULT", "rpc_response_timeout"),
+        ("DEFAULT", "control_exchange"),
+        ("oslo_messaging_notifications", "transport_url"),
+    }
+)
 _IDENTITY = "the service's identity: its volumes and its service record belong to this name"
 
 #: Why each restart-only option needs a restart, in the operator's words

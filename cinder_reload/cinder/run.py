@@ -23,6 +23,7 @@ from typing import Any
 from ..state import runtime_dir
 from .options import (
     SERVICES,
+    TRANSPORT_OPTIONS,
     config_args,
     main_process_options,
     missing_backend_sections,
@@ -42,7 +43,12 @@ def _volume_prepare(integration: Any) -> None:
     # [DEFAULT] is applied by replacing the workers, except what only the
     # main process acts on (its logging, its process management).
     integration.main_process_reasons = main_process_options()
-    integration.restart_only = restart_only("cinder-volume", backends) | frozenset(integration.main_process_reasons)
+    # The transports too, where the workers are replaced (not on cotyledon,
+    # which forks them again from this process as it is).
+    rolled = frozenset() if integration.threading_backend else TRANSPORT_OPTIONS
+    integration.restart_only = (
+        restart_only("cinder-volume", backends) - rolled
+    ) | frozenset(integration.main_process_reasons)
 
 
 def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) -> None:

@@ -1,0 +1,195 @@
+"""cinder-scheduler and cinder-backup: a reload proven by what happens next.
+
+One stack for the module (real MariaDB and RabbitMQ, a database and a vhost
+of the run's own), every service a rendered unit under one systemd 252 user
+manager: cinder-api (noauth), cinder-scheduler, cinder-volume with two
+backends on the test driver, cinder-backup with cinder's POSIX backup
+driver.  Each test changes the file, runs ``systemctl reload`` on one unit
+and then asks cinder to do something whose outcome depends on the change:
+
+* the scheduler: where a new volume lands (``os-vol-host-attr:host``).
+  fake1 reports 1000 GB free, fake2 100 GB; fake2's ``filter_function``
+  refuses volumes of 1 GB, which only matters once ``DriverFilter`` is among
+  the scheduler's filters;
+* cinder-backup: in which directory a new backup's objects are written,
+  after ``backup_posix_path`` moved; and a backup already running when the
+  reload came (fake1's attach takes a few seconds) finishes, on the path it
+  began with, before the reload returns.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.fixtures import namespaces_unavailable
+from harness.managers import SystemdHost252
+
+from .cinderenv import CinderVenv, find_cinder_venv
+from .infra import backing_services
+from .stack import wait_for
+from .units import UnitStack
+
+pytestmark = [pytest.mark.stack, pytest.mark.systemd]
+
+SERVICES = ("cinder-api", "cinder-scheduler", "cinder-volume", "cinder-backup")
+POSIX = "cinder.backup.drivers.posix.PosixBackupDriver"
+#: fake1's attach time: long enough to reload cinder-backup while a backup waits on it.
+ATTACH_SECONDS = 6
+
+
+class Fixture:
+    """The module's stack and the places its backups go."""
+
+    def __init__(self, stack: UnitStack, workdir: Path) -> None:
+        self.stack = stack
+        self.workdir = workdir
+        self.volumes = workdir / "volumes"
+        self.backups_a = workdir / "backups-a"
+        self.backups_b = workdir / "backups-b"
+
+    def defaults(self, *, posix_path: Path, scheduler: tuple[str, ...] = ()) -> tuple[str, ...]:
+        return (f"backup_driver = {POSIX}", f"backup_posix_path = {posix_path}", *scheduler)
+
+    def write(self, **kwargs: Any) -> None:
+        self.stack.config.write(default_lines=self.defaults(**kwargs))
+
+    def reload(self, service: str) -> None:
+        before = self.stack.main_pid(service)
+        done = self.stack.reload(service, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The same process: nothing was restarted to get there.
+        props = self.stack.status(service)
+        assert props["ActiveState"] == "active" and props["NRestarts"] == "0", props
+        assert self.stack.main_pid(service) == before
+
+    def placed(self, name: str) -> str:
+        """Create a 1 GB volume of the default type: the backend the scheduler chose."""
+        api = self.stack.api
+        vid = api.create_volume(name, 1)
+        vol = wait_for(lambda: (v := api.volume(vid)) and v["status"] != "creating" and v, 120, f"volume {name}")
+        assert vol["status"] == "available", vol
+        host = str(vol["os-vol-host-attr:host"])  # crstack@fake1#fake1
+        api.delete_volume(vid)
+        return host.split("@", 1)[1].split("#", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Fixture]:
+    reason = namespaces_unavailable()
+    if reason:
+        pytest.skip(reason)
+    venv: CinderVenv | None = find_cinder_venv()
+    if venv is None:
+        pytest.fail("no cinder virtualenv; run tools/setup")
+    workdir = Path(tempfile.mkdtemp(prefix="crsb."))
+    workdir.chmod(0o755)
+    (workdir / "um").mkdir()
+    manager = SystemdHost252(workdir / "um")
+    try:
+        with backing_services() as backing:
+            for sub in ("volumes", "backups-a", "backups-b"):
+                (workdir / sub).mkdir()
+            stack = UnitStack(
+                workdir / "stack",
+                venv,
+                backing,
+                manager=manager,
+                services=SERVICES,
+                slow_op_seconds=0.0,
+                default_lines=(f"backup_driver = {POSIX}", f"backup_posix_path = {workdir / 'backups-a'}"),
+                backend_lines={
+                    "fake1": (
+                        "fake_capacity_gb = 1000",
+                        f"fake_volume_dir = {workdir / 'volumes'}",
+                        f"slow_attach_seconds = {ATTACH_SECONDS}",
+                    ),
+                    "fake2": ("fake_capacity_gb = 100", 'filter_function = "volume.size > 100"'),
+                },
+                # os-brick's connector properties (a backup's attach) go
+                # through privsep: its helper from the venv, not sudo + rootwrap.
+                extra_sections=f"\n[privsep_osbrick]\nhelper_command = {venv.bin('privsep-helper')}\n",
+            )
+            try:
+                stack.start()
+                yield Fixture(stack, workdir)
+            finally:
+                stack.stop()
+                for service in SERVICES:
+                    print(stack.log_tail(service, 4000))
+    finally:
+        manager.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_scheduler_reload_changes_where_a_volume_lands(env: Fixture) -> None:
+    posix = env.backups_a
+    env.write(posix_path=posix)
+    # Spread (capacity_weight_multiplier = 1.0): the backend with the most free space.
+    assert env.placed("sched-0") == "fake1"
+
+    # Stack instead: the weigher's multiplier is read at each decision, so
+    # once the reload unpinned it, the fuller backend wins.
+    flipped = ("capacity_weight_multiplier = -1.0",)
+    env.write(posix_path=posix, scheduler=flipped)
+    env.reload("cinder-scheduler")
+    assert env.placed("sched-1") == "fake2"
+
+    # A filter added: the host manager resolves its filter classes once, so
+    # only a rebuilt cache makes DriverFilter run fake2's filter_function,
+    # which refuses a 1 GB volume; fake1 is all that is left.
+    filtered = (*flipped, "scheduler_default_filters = AvailabilityZoneFilter,CapacityFilter,CapabilitiesFilter,DriverFilter")
+    env.write(posix_path=posix, scheduler=filtered)
+    env.reload("cinder-scheduler")
+    assert env.placed("sched-2") == "fake1"
+
+    # DriverFilter out again: fake2 is eligible again, and the fuller one still wins.
+    env.write(posix_path=posix, scheduler=flipped)
+    env.reload("cinder-scheduler")
+    assert env.placed("sched-3") == "fake2"
+
+
+def _objects(root: Path, backup_id: str) -> list[Path]:
+    """The files the POSIX driver wrote for one backup (``ROOT/ab/cd/<backup id>/...``)."""
+    return [p for p in root.rglob("*") if p.is_file() and backup_id in p.parts]
+
+
+def _backup_done(env: Fixture, backup_id: str) -> dict[str, Any]:
+    api = env.stack.api
+    backup = wait_for(
+        lambda: (b := api.backup(backup_id)) and b["status"] not in ("creating",) and b, 180, f"backup {backup_id}"
+    )
+    assert backup["status"] == "available", backup
+    return dict(backup)
+
+
+def test_backup_after_reload_goes_to_the_new_posix_path(env: Fixture) -> None:
+    api = env.stack.api
+    env.write(posix_path=env.backups_a)
+    vid = api.create_volume("bk-src", 1, env.stack.types["fake1"])
+    wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 120, "the volume to back up")
+    marker = env.volumes / f"volume-{vid}.attaching"
+
+    # A backup on the old path: in flight (waiting for its attach) when the reload comes.
+    marker.unlink(missing_ok=True)
+    running = api.create_backup(vid, "bk-running")
+    wait_for(marker.exists, 120, "the running backup's attach to begin")
+    env.write(posix_path=env.backups_b)
+    env.reload("cinder-backup")
+    # The reload waited for it: done by the time `systemctl reload` returned,
+    # and written where it began, not split across the two paths.
+    backup = api.backup(running)
+    assert backup is not None and backup["status"] == "available", backup
+    assert _objects(env.backups_a, running) and not _objects(env.backups_b, running)
+
+    # A backup after the reload: on the new path only.
+    wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 60, "the volume after its backup")
+    marker.unlink(missing_ok=True)
+    after = api.create_backup(vid, "bk-after")
+    _backup_done(env, after)
+    assert _objects(env.backups_b, after), sorted(str(p) for p in env.backups_b.rglob("*"))
+    assert not _objects(env.backups_a, after)

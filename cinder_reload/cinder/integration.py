@@ -40,6 +40,9 @@ class Integration:
     publisher: str = "volume"
     #: oslo.service's threading backend (cotyledon) rather than eventlet.
     threading_backend: bool = False
+    #: Options every worker uses, applied by replacing the workers one after
+    #: the other (cinder-backup's processes: the backup driver's options).
+    shared_options: frozenset[OptKey] = frozenset()
     #: The service's own rules on a candidate configuration (ReloadCycle.candidate_checks).
     candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 

@@ -19,6 +19,7 @@ and then asks cinder to do something whose outcome depends on the change:
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from harness.managers import SystemdHost252
 
 from .cinderenv import CinderVenv, find_cinder_venv
 from .infra import backing_services
-from .stack import wait_for
+from .stack import children_of, wait_for
 from .units import UnitStack
 
 pytestmark = [pytest.mark.stack, pytest.mark.systemd]
@@ -52,8 +53,15 @@ class Fixture:
         self.backups_a = workdir / "backups-a"
         self.backups_b = workdir / "backups-b"
 
-    def defaults(self, *, posix_path: Path, scheduler: tuple[str, ...] = ()) -> tuple[str, ...]:
-        return (f"backup_driver = {POSIX}", f"backup_posix_path = {posix_path}", *scheduler)
+    def defaults(
+        self, *, posix_path: Path, scheduler: tuple[str, ...] = (), backup_workers: int = 1
+    ) -> tuple[str, ...]:
+        return (
+            f"backup_driver = {POSIX}",
+            f"backup_posix_path = {posix_path}",
+            f"backup_workers = {backup_workers}",
+            *scheduler,
+        )
 
     def write(self, **kwargs: Any) -> None:
         self.stack.config.write(default_lines=self.defaults(**kwargs))
@@ -167,9 +175,9 @@ def _backup_done(env: Fixture, backup_id: str) -> dict[str, Any]:
     return dict(backup)
 
 
-def test_backup_after_reload_goes_to_the_new_posix_path(env: Fixture) -> None:
+def _backup_across_a_reload(env: Fixture, old: Path, new: Path, **config: Any) -> None:
+    """A backup running while ``backup_posix_path`` moves from ``old`` to ``new``, and one after."""
     api = env.stack.api
-    env.write(posix_path=env.backups_a)
     vid = api.create_volume("bk-src", 1, env.stack.types["fake1"])
     wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 120, "the volume to back up")
     marker = env.volumes / f"volume-{vid}.attaching"
@@ -178,18 +186,45 @@ def test_backup_after_reload_goes_to_the_new_posix_path(env: Fixture) -> None:
     marker.unlink(missing_ok=True)
     running = api.create_backup(vid, "bk-running")
     wait_for(marker.exists, 120, "the running backup's attach to begin")
-    env.write(posix_path=env.backups_b)
+    env.write(posix_path=new, **config)
     env.reload("cinder-backup")
     # The reload waited for it: done by the time `systemctl reload` returned,
     # and written where it began, not split across the two paths.
     backup = api.backup(running)
     assert backup is not None and backup["status"] == "available", backup
-    assert _objects(env.backups_a, running) and not _objects(env.backups_b, running)
+    assert _objects(old, running) and not _objects(new, running)
 
     # A backup after the reload: on the new path only.
     wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 60, "the volume after its backup")
-    marker.unlink(missing_ok=True)
     after = api.create_backup(vid, "bk-after")
     _backup_done(env, after)
-    assert _objects(env.backups_b, after), sorted(str(p) for p in env.backups_b.rglob("*"))
-    assert not _objects(env.backups_a, after)
+    assert _objects(new, after), sorted(str(p) for p in new.rglob("*"))
+    assert not _objects(old, after)
+
+
+def test_backup_single_process_reload_goes_to_the_new_posix_path(env: Fixture) -> None:
+    """backup_workers = 1: one process, its driver rebuilt in place after the drain."""
+    env.write(posix_path=env.backups_a)
+    _backup_across_a_reload(env, env.backups_a, env.backups_b)
+
+
+def test_backup_workers_replaced_one_at_a_time_write_to_the_new_posix_path(env: Fixture) -> None:
+    """backup_workers = 2: each process replaced through cinder's own start path, under the same main PID."""
+    env.write(posix_path=env.backups_b, backup_workers=2)
+    restarted = env.stack.restart("cinder-backup")
+    assert restarted.ok, restarted
+    main = env.stack.main_pid("cinder-backup")
+    before = set(children_of(main))
+    assert len(before) == 2, before
+
+    _backup_across_a_reload(env, env.backups_b, env.backups_a, backup_workers=2)
+
+    # Both processes are new, the main process is the same.
+    assert env.stack.main_pid("cinder-backup") == main
+    after = set(children_of(main))
+    assert len(after) == 2 and not after & before, (before, after)
+    state = env.stack.state_files()["cinder-backup"]
+    doc = json.loads(state.read_text())
+    workers = {w["worker"]: w for w in doc["workers"]}
+    assert sorted(workers) == ["backup1", "backup2"], workers
+    assert all(w["result"] == "ok" and w["old_pid"] in before and w["pid"] in after for w in workers.values())

@@ -364,9 +364,7 @@ class BackendWorkers:
         results: list[WorkerResult] = []
         if not changes:
             results += [self.tell(name, live, plan) for name in names]
-            return results + [
-                WorkerResult(name, None, False, f"{name}: {_NOT_STARTED}") for name in self.missing()
-            ]
+            return results + [WorkerResult(name, None, False, f"{name}: {_NOT_STARTED}") for name in self.missing()]
         stopped: str | None = None
         for name in names:
             if stopped is not None:

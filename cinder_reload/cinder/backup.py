@@ -75,11 +75,15 @@ def restart_only_for_backup(conf: cfg.ConfigOpts, common: frozenset[OptKey]) -> 
     return default_restart_only_except(conf, common, reinit_options(conf))
 
 
+def shared_options(conf: cfg.ConfigOpts) -> frozenset[OptKey]:
+    """The driver's options, as keys: what replacing every backup process applies."""
+    return frozenset((DEFAULT_GROUP, name) for name in reinit_options(conf))
+
+
 def prepare(integration: Any) -> None:
     """Once cinder parsed its configuration: what needs a restart, what the processes share."""
-    conf = integration.conf
-    integration.restart_only = restart_only_for_backup(conf, restart_only("cinder-backup"))
-    integration.shared_options = frozenset((DEFAULT_GROUP, name) for name in reinit_options(conf))
+    integration.restart_only = restart_only_for_backup(integration.conf, restart_only("cinder-backup"))
+    integration.shared_options = shared_options
 
 
 class BackupDriverReinitializer(GatedReinitializer):

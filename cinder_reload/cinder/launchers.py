@@ -90,7 +90,7 @@ def install(integration: Integration) -> None:
                 self.backends = workers = BackendWorkers(
                     self._launch_backup,
                     lambda: sorted(set(self._backup_slots.values())),
-                    shared=lambda: integration.shared_options,
+                    shared=lambda: integration.shared_options(integration.conf),
                     launched_by="cinder.cmd.backup",
                 )
             else:

@@ -37,9 +37,7 @@ __all__ = ["REINIT_OPTIONS", "SchedulerReinitializer", "restart_only_for_schedul
 LOG = logging.getLogger(__name__)
 
 #: Resolved once by the host manager or the filter scheduler: rebuilt here.
-CACHED_OPTIONS = frozenset(
-    {"scheduler_default_filters", "scheduler_weight_handler", "scheduler_max_attempts"}
-)
+CACHED_OPTIONS = frozenset({"scheduler_default_filters", "scheduler_weight_handler", "scheduler_max_attempts"})
 
 #: Read by the host manager or a weigher at every decision (cinder.scheduler.
 #: host_manager, weights.capacity, weights.volume_number): in effect once unpinned.

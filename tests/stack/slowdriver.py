@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +127,9 @@ class SlowFakeDriver(FakeLoggingVolumeDriver):
         super()._update_volume_stats()
         if self.capacity_gb:
             for pool in self._stats["pools"]:
-                pool.update(total_capacity_gb=self.capacity_gb, free_capacity_gb=self.capacity_gb, reserved_percentage=0)
+                pool.update(
+                    total_capacity_gb=self.capacity_gb, free_capacity_gb=self.capacity_gb, reserved_percentage=0
+                )
 
     def validate_connector(self, connector):  # type: ignore[no-untyped-def]
         if self.volume_dir is None:

@@ -9,7 +9,7 @@ and then asks cinder to do something whose outcome depends on the change:
 
 * the scheduler: where a new volume lands (``os-vol-host-attr:host``).
   fake1 reports 1000 GB free, fake2 100 GB; fake2's ``filter_function``
-  refuses volumes of 1 GB, which only matters once ``DriverFilter`` is among
+  refuses every volume, which only matters once ``DriverFilter`` is among
   the scheduler's filters;
 * cinder-backup: in which directory a new backup's objects are written,
   after ``backup_posix_path`` moved; and a backup already running when the
@@ -116,7 +116,10 @@ def env() -> Iterator[Fixture]:
                         f"fake_volume_dir = {workdir / 'volumes'}",
                         f"slow_attach_seconds = {ATTACH_SECONDS}",
                     ),
-                    "fake2": ("fake_capacity_gb = 100", 'filter_function = "volume.size > 100"'),
+                    # Valid, and false for every volume.  (Not "volume.size > N": cinder
+                    # 29's evaluator cannot parse a variable under pyparsing 3.3, and
+                    # a parse error fails the backend too, which would prove less.)
+                    "fake2": ("fake_capacity_gb = 100", 'filter_function = "1 < 0"'),
                 },
                 # os-brick's connector properties (a backup's attach) go
                 # through privsep: its helper from the venv, not sudo + rootwrap.
@@ -149,8 +152,9 @@ def test_scheduler_reload_changes_where_a_volume_lands(env: Fixture) -> None:
 
     # A filter added: the host manager resolves its filter classes once, so
     # only a rebuilt cache makes DriverFilter run fake2's filter_function,
-    # which refuses a 1 GB volume; fake1 is all that is left.
-    filtered = (*flipped, "scheduler_default_filters = AvailabilityZoneFilter,CapacityFilter,CapabilitiesFilter,DriverFilter")
+    # which refuses every volume; fake1 is all that is left.
+    filters = "AvailabilityZoneFilter,CapacityFilter,CapabilitiesFilter,DriverFilter"
+    filtered = (*flipped, f"scheduler_default_filters = {filters}")
     env.write(posix_path=posix, scheduler=filtered)
     env.reload("cinder-scheduler")
     assert env.placed("sched-2") == "fake1"

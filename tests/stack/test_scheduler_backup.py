@@ -20,6 +20,7 @@ and then asks cinder to do something whose outcome depends on the change:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -134,7 +135,10 @@ def env() -> Iterator[Fixture]:
                     print(stack.log_tail(service, 4000))
     finally:
         manager.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("CRSTACK_KEEP"):
+            print(f"kept {workdir} (CRSTACK_KEEP is set)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_scheduler_reload_changes_where_a_volume_lands(env: Fixture) -> None:

@@ -195,6 +195,8 @@ def _backup_across_a_reload(env: Fixture, old: Path, new: Path, **config: Any) -
     running = api.create_backup(vid, "bk-running")
     wait_for(marker.exists, 120, "the running backup's attach to begin")
     env.write(posix_path=new, **config)
+    # Still running as the reload is sent (else the check below proves nothing).
+    assert (api.backup(running) or {}).get("status") == "creating"
     env.reload("cinder-backup")
     # The reload waited for it: done by the time `systemctl reload` returned,
     # and written where it began, not split across the two paths.

@@ -64,8 +64,9 @@ class Fixture:
             *scheduler,
         )
 
-    def write(self, **kwargs: Any) -> None:
-        self.stack.config.write(default_lines=self.defaults(**kwargs))
+    def write(self, *, drain_timeout: float | None = None, **kwargs: Any) -> None:
+        extra = f"\n[reload]\ndrain_timeout = {drain_timeout:g}\n" if drain_timeout is not None else ""
+        self.stack.config.write(default_lines=self.defaults(**kwargs), extra=extra)
 
     def reload(self, service: str) -> None:
         before = self.stack.main_pid(service)
@@ -238,3 +239,41 @@ def test_backup_workers_replaced_one_at_a_time_write_to_the_new_posix_path(env: 
     workers = {w["worker"]: w for w in doc["workers"]}
     assert sorted(workers) == ["backup1", "backup2"], workers
     assert all(w["result"] == "ok" and w["old_pid"] in before and w["pid"] in after for w in workers.values())
+
+
+def test_backup_workers_that_cannot_drain_in_time_fail_the_reload_and_keep_serving(env: Fixture) -> None:
+    """A drain shorter than the running backup: the reload fails with the reason, nothing is lost,
+    and the next reload (once the backup is done) replaces every process."""
+    api = env.stack.api
+    short = {"backup_workers": 2, "drain_timeout": 2.0}
+    env.write(posix_path=env.backups_a, **short)
+    assert env.stack.restart("cinder-backup").ok  # [reload] drain_timeout is read at start
+    main = env.stack.main_pid("cinder-backup")
+    before = set(children_of(main))
+    vid = api.create_volume("bk-slow", 1, env.stack.types["fake1"])
+    wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 120, "the volume to back up")
+    marker = env.volumes / f"volume-{vid}.attaching"
+    marker.unlink(missing_ok=True)
+    running = api.create_backup(vid, "bk-longer-than-the-drain")
+    wait_for(marker.exists, 120, "the running backup's attach to begin")
+    env.write(posix_path=env.backups_b, **short)
+    assert (api.backup(running) or {}).get("status") == "creating"
+    done = env.stack.reload("cinder-backup", timeout=120)
+    # What the operator sees: the reload failed, and why; the service runs on.
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "could not drain" in done.stderr and "in flight" in done.stderr, done.stderr
+    props = env.stack.status("cinder-backup")
+    assert props["ActiveState"] == "active" and props["NRestarts"] == "0", props
+    assert env.stack.main_pid("cinder-backup") == main
+    # The process that held the backup was not replaced, and the backup ends well, on the old path.
+    assert before & set(children_of(main)), (before, children_of(main))
+    _backup_done(env, running)
+    assert _objects(env.backups_a, running) and not _objects(env.backups_b, running)
+
+    # Once nothing runs, the same files reload: every process is new, the next backup on the new path.
+    wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 60, "the volume after its backup")
+    env.reload("cinder-backup")
+    assert not before & set(children_of(main)), (before, children_of(main))
+    after = api.create_backup(vid, "bk-after-the-retry")
+    _backup_done(env, after)
+    assert _objects(env.backups_b, after) and not _objects(env.backups_a, after)

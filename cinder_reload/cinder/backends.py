@@ -353,9 +353,10 @@ class BackendWorkers:
         (its other workers consume the shared queue meanwhile).  The first
         worker that cannot be replaced (no drain in time, a new worker that
         does not come up) stops the roll: it keeps serving on its previous
-        configuration, the workers after it are not touched, the options stay
-        pinned to their running values and the reload fails; the next reload
-        replaces every worker again.
+        configuration, the workers after it are not touched and the reload
+        fails.  The workers replaced before it run the new values (their
+        results say so); the options stay pinned to the previous ones and
+        count as not applied, so the next reload replaces every worker again.
         """
         assert self._shared is not None
         changes = tuple(c for key in self._shared() if (c := plan.change(key)) is not None)

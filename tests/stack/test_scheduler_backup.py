@@ -14,7 +14,8 @@ and then asks cinder to do something whose outcome depends on the change:
 * cinder-backup: in which directory a new backup's objects are written,
   after ``backup_posix_path`` moved; and a backup already running when the
   reload came (fake1's attach takes a few seconds) finishes, on the path it
-  began with, before the reload returns.
+  began with, before the reload returns; and after ``backup_driver`` moved
+  to a subclass that writes under ``tagged/``, the next backup is there.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.systemd]
 
 SERVICES = ("cinder-api", "cinder-scheduler", "cinder-volume", "cinder-backup")
 POSIX = "cinder.backup.drivers.posix.PosixBackupDriver"
+#: The same driver, writing under TAG/ (tests/stack/backupdriver.py).
+TAGGED = "stack.backupdriver.TaggedPosixBackupDriver"
+TAG = "tagged"
 #: fake1's attach time: long enough to reload cinder-backup while a backup waits on it.
 ATTACH_SECONDS = 6
 
@@ -55,10 +59,10 @@ class Fixture:
         self.backups_b = workdir / "backups-b"
 
     def defaults(
-        self, *, posix_path: Path, scheduler: tuple[str, ...] = (), backup_workers: int = 1
+        self, *, posix_path: Path, scheduler: tuple[str, ...] = (), backup_workers: int = 1, driver: str = POSIX
     ) -> tuple[str, ...]:
         return (
-            f"backup_driver = {POSIX}",
+            f"backup_driver = {driver}",
             f"backup_posix_path = {posix_path}",
             f"backup_workers = {backup_workers}",
             *scheduler,
@@ -212,6 +216,15 @@ def _backup_across_a_reload(env: Fixture, old: Path, new: Path, **config: Any) -
     assert _objects(new, after), sorted(str(p) for p in new.rglob("*"))
     assert not _objects(old, after)
 
+    # The driver class itself: cinder-backup resolves backup_driver once, so
+    # only a swapped class (or a new process) writes the next backup under tagged/.
+    env.write(posix_path=new, driver=TAGGED, **config)
+    env.reload("cinder-backup")
+    wait_for(lambda: (v := api.volume(vid)) and v["status"] == "available", 60, "the volume after its backup")
+    tagged = api.create_backup(vid, "bk-tagged")
+    _backup_done(env, tagged)
+    assert _objects(new / TAG, tagged), sorted(str(p) for p in new.rglob("*"))
+
 
 def test_backup_single_process_reload_goes_to_the_new_posix_path(env: Fixture) -> None:
     """backup_workers = 1: one process, its driver rebuilt in place after the drain."""
@@ -238,7 +251,8 @@ def test_backup_workers_replaced_one_at_a_time_write_to_the_new_posix_path(env: 
     doc = json.loads(state.read_text())
     workers = {w["worker"]: w for w in doc["workers"]}
     assert sorted(workers) == ["backup1", "backup2"], workers
-    assert all(w["result"] == "ok" and w["old_pid"] in before and w["pid"] in after for w in workers.values())
+    # The last reload (the driver's) replaced each process by one running now.
+    assert all(w["result"] == "ok" and w["pid"] in after and w["old_pid"] not in after for w in workers.values())
 
 
 def test_backup_workers_that_cannot_drain_in_time_fail_the_reload_and_keep_serving(env: Fixture) -> None:

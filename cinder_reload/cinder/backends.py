@@ -235,9 +235,12 @@ class BackendWorkers:
         launch: Callable[[str], None],
         backends: Callable[[], Collection[str]],
         membership: Callable[[str, bool], None] | None = None,
+        *,
         reset_transports: Callable[[], None] | None = None,
+        shared: Callable[[], Collection[OptKey]] | None = None,
+        launched_by: str = "cinder.cmd.volume",
     ) -> None:
-        #: cinder's own start path for one backend (cinder.cmd.volume._launch_service).
+        #: cinder's own start path for one worker (cinder.cmd.volume._launch_service).
         self._launch = launch
         #: Drops this process's RPC and notification transports, so that the
         #: next start path sets them up from the configuration as it is then
@@ -247,6 +250,12 @@ class BackendWorkers:
         #: Adds (True) or removes (False) a backend where the launcher names
         #: its workers; None: backends are fixed until a restart.
         self._membership = membership
+        #: Identical workers (cinder-backup's processes) rather than one per
+        #: config section: these options, used by every worker, are carried
+        #: out by replacing the workers one after the other (_roll).
+        self._shared = shared
+        #: The module whose error records say why cinder could not create a worker's service.
+        self.launched_by = launched_by
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
         #: Launches a reload started whose fork waits for its go (_Launch).
@@ -331,12 +340,20 @@ class BackendWorkers:
 
     # -- the reload ------------------------------------------------------------
     def groups(self) -> Collection[str]:
+        # Identical workers are named backup1..N: no config section of theirs.
+        if self._shared is not None:
+            return frozenset()
         return frozenset(self._backends()) | frozenset(self.shared_groups())
 
     def shared_groups(self) -> Collection[str]:
-        return frozenset(SHARED_GROUPS) if self._membership is not None else frozenset()
+        # Backends (one worker per section) on eventlet only: identical
+        # workers roll on their own options (_roll_identical), and on
+        # cotyledon the workers are not replaced one by one.
+        return frozenset(SHARED_GROUPS) if self._membership is not None and self._shared is None else frozenset()
 
     def owned_options(self) -> Collection[OptKey]:
+        if self._shared is not None:
+            return tuple(self._shared())
         return (ENABLED_BACKENDS,) if self._membership is not None else ()
 
     def required_groups(self) -> Collection[str]:
@@ -362,10 +379,12 @@ class BackendWorkers:
     def _shared_changes(self, plan: WorkerPlan) -> tuple[OptionChange, ...]:
         """Changes of the sections every worker reads, but not those this step carries out itself."""
         owned = set(self.owned_options())
-        changes = (c for group in SHARED_GROUPS for c in plan.changes_of(group))
+        changes = (c for group in self.shared_groups() for c in plan.changes_of(group))
         return tuple(c for c in changes if c.key not in owned)
 
     def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        if self._shared is not None:
+            return self._roll_identical(plan)
         membership = plan.change(ENABLED_BACKENDS) if self._membership is not None else None
         old = _backend_list(membership.old) if membership else []
         new = _backend_list(membership.new) if membership else []
@@ -411,6 +430,49 @@ class BackendWorkers:
         for thread in threads:
             thread.join()
         return [results[name] for name in sorted(results)]
+
+    def _roll_identical(self, plan: WorkerPlan) -> list[WorkerResult]:
+        """Identical workers: a change of the options they share replaces them one after the other.
+
+        One at a time, so the service never has more than one worker paused
+        (its other workers consume the shared queue meanwhile).  The first
+        worker that cannot be replaced (no drain in time, a new worker that
+        does not come up) stops the roll: it keeps serving on its previous
+        configuration, the workers after it are not touched and the reload
+        fails.  The workers replaced before it run the new values (their
+        results say so); the options stay pinned to the previous ones and
+        count as not applied, so the next reload replaces every worker again.
+        """
+        assert self._shared is not None
+        changes = tuple(c for key in self._shared() if (c := plan.change(key)) is not None)
+        live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+        names = sorted(self.handles)
+        results: list[WorkerResult] = []
+        if not changes:
+            results += [self.tell(name, live, plan) for name in names]
+            return results + [WorkerResult(name, None, False, f"{name}: {_NOT_STARTED}") for name in self.missing()]
+        stopped: str | None = None
+        for name in names:
+            if stopped is not None:
+                pid = self.handles[name].pid
+                results.append(
+                    WorkerResult(name, pid, False, f"{name} (pid {pid}): not replaced ({stopped} could not be)")
+                )
+                continue
+            try:
+                done = self.replace(name, plan)
+            except Exception as exc:  # a bug must not leave the others unreported
+                LOG.exception("reload #%d: %s: internal error", plan.generation, name)
+                done = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
+            results.append(done)
+            if not done.ok:
+                stopped = name
+        if stopped is None:
+            results = [replace(r, applied_options=tuple(c.key for c in changes)) for r in results]
+        else:
+            # What runs is mixed: the options say what the next reload must redo.
+            plan.overrides.set(changes, to_new=False)
+        return results
 
     def _change_membership(
         self, plan: WorkerPlan, membership: OptionChange, added: list[str], removed: list[str]
@@ -591,7 +653,8 @@ class BackendWorkers:
         old = self.handles[name]
         LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
-        undo = plan.overrides.set(plan.changes_of(name), to_new=to_new)  # the values its new worker starts with
+        # The values its new worker starts with (``to_new``), or the previous ones (a put-back).
+        undo = plan.overrides.set(self._changes_for(name, plan), to_new=to_new)
         paused_at = time.monotonic()
         drained = old.retire(plan.drain_timeout)
         # cinder's start path runs up to the fork while the old worker drains:
@@ -672,6 +735,12 @@ class BackendWorkers:
             start_s=None,
             paused_at=round(paused_at, 6),
         )
+
+    def _changes_for(self, name: str, plan: WorkerPlan) -> tuple[OptionChange, ...]:
+        """What a new worker of ``name`` starts with: its section's changes, or the shared options'."""
+        if self._shared is None:
+            return plan.changes_of(name)
+        return tuple(c for key in self._shared() if (c := plan.change(key)) is not None)
 
     def _retire(self, old: WorkerHandle) -> None:
         """The successor is up: the old worker leaves through cinder's own graceful stop."""
@@ -772,7 +841,7 @@ class _Launch:
 
     def _run(self) -> None:
         try:
-            with capturing_errors("cinder.cmd.volume") as errors:
+            with capturing_errors(self._workers.launched_by) as errors:
                 self._workers._launch(self.name)
             self._errors = errors.reason()
         except Exception as exc:  # cinder's _launch_service logs and swallows its own

@@ -42,6 +42,11 @@ class Integration:
     publisher: str = "volume"
     #: oslo.service's threading backend (cotyledon) rather than eventlet.
     threading_backend: bool = False
+    #: Options every worker uses, applied by replacing the workers one after
+    #: the other (cinder-backup's processes: the backup driver's options).
+    #: Asked at each reload: the driver registers its options when cinder
+    #: creates the service, after ``prepare``.
+    shared_options: Callable[[cfg.ConfigOpts], frozenset[OptKey]] = lambda conf: frozenset()
     #: The service's own rules on a candidate configuration (ReloadCycle.candidate_checks).
     candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 

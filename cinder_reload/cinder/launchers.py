@@ -87,6 +87,9 @@ def install(integration: Integration) -> None:
             self._reload_workers: dict[str, WorkerService] = {}
             self.backends: BackendWorkers | None = None
             workers: BackendWorkers | SignalledWorkers
+            #: cinder-backup's processes: the slot name of each process number cinder was given.
+            self._backup_slots: dict[int, str] = {}
+            self._backup_semaphore: Any = None
             if integration.service == "cinder-volume":
                 from cinder.cmd import volume as volume_cmd
 
@@ -95,6 +98,15 @@ def install(integration: Integration) -> None:
                     lambda: list(integration.worker_groups),
                     None if integration.threading_backend else integration.set_worker_group,
                     reset_transports=_reset_transports,
+                )
+            elif integration.service == "cinder-backup" and not integration.threading_backend:
+                # backup_workers > 1 (one process runs through serve()): N
+                # identical processes, replaced one after the other (backup.py).
+                self.backends = workers = BackendWorkers(
+                    self._launch_backup,
+                    lambda: sorted(set(self._backup_slots.values())),
+                    shared=lambda: integration.shared_options(integration.conf),
+                    launched_by="cinder.cmd.backup",
                 )
             else:
                 workers = SignalledWorkers(
@@ -112,6 +124,8 @@ def install(integration: Integration) -> None:
 
         def launch_service(self, service: Any, workers: int = 1) -> None:
             name = _worker_name(service, integration)
+            if integration.service == "cinder-backup" and self.backends is not None:
+                name = self._backup_slot(service)
             if self.backends is not None and not integration.threading_backend:
                 if self.backends.may_fork(name):  # a reload forks only once the old worker drained
                     super().launch_service(BackendService(service, name), workers)
@@ -121,6 +135,32 @@ def install(integration: Integration) -> None:
             wrapped = WorkerService(service, name, integration, copies=workers)
             self._reload_workers[name] = wrapped
             super().launch_service(wrapped, workers)
+
+        def _backup_slot(self, service: Any) -> str:
+            """The worker name of a cinder-backup process: ``backupN`` for cinder's process N at start."""
+            manager = service.manager
+            if self._backup_semaphore is None:
+                # The semaphore cinder's main() made for all its processes
+                # (backup_max_operations across them): replacements share it.
+                self._backup_semaphore = getattr(manager, "_semaphore", None)
+            number = int(getattr(manager, "_process_number", 1))
+            return self._backup_slots.setdefault(number, f"backup{number}")
+
+        def _launch_backup(self, name: str) -> None:
+            """A new process for the slot ``name``, through cinder's own start path.
+
+            It gets a process number cinder never gave at start (higher than
+            backup_workers): cinder's process 1 resets every unfinished backup
+            of the host in its init_host, which is right when the service
+            starts and wrong while the other processes run backups; every
+            other number joins a running service, which is what a
+            replacement does.
+            """
+            from cinder.cmd import backup as backup_cmd
+
+            number = max(self._backup_slots, default=0) + 1
+            self._backup_slots[number] = name
+            backup_cmd._launch_backup_process(self, number - 1, self._backup_semaphore)
 
         def _start_child(self, wrap: Any) -> int:
             service = wrap.service

@@ -125,9 +125,7 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
     elif service == "cinder-backup":
         from . import backup
 
-        integration.prepare = lambda i: setattr(
-            i, "restart_only", backup.restart_only_for_backup(i.conf, restart_only(service))
-        )
+        integration.prepare = backup.prepare
         integration.worker_setup = backup.setup
         integration.publisher = "backup"
     install(integration)

@@ -199,11 +199,12 @@ ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
 #: Sections every backend's worker reads (cinder's own options, the drivers'
 #: shared defaults, the transports'): a change there is applied by replacing
 #: every worker, one at a time.  Options the main process set up for all of
-#: them and cannot set up again (the database, logging) are restart-only
-#: (options.py) and never reach this step.
+#: them and cannot set up again (logging, process management) are
+#: restart-only (options.py) and never reach this step.
 SHARED_GROUPS: tuple[str, ...] = (
     "DEFAULT",
     "backend_defaults",
+    "database",
     "oslo_messaging_notifications",
     "oslo_messaging_rabbit",
     "oslo_messaging_kafka",
@@ -237,6 +238,7 @@ class BackendWorkers:
         membership: Callable[[str, bool], None] | None = None,
         *,
         reset_transports: Callable[[], None] | None = None,
+        reset_database: Callable[[], None] | None = None,
         shared: Callable[[], Collection[OptKey]] | None = None,
         launched_by: str = "cinder.cmd.volume",
     ) -> None:
@@ -246,6 +248,8 @@ class BackendWorkers:
         #: next start path sets them up from the configuration as it is then
         #: (cinder's Service.__init__ calls rpc.init() when there are none).
         self._reset_transports = reset_transports
+        #: The same for the database engine (the next query starts a new one).
+        self._reset_database = reset_database
         self._backends = backends
         #: Adds (True) or removes (False) a backend where the launcher names
         #: its workers; None: backends are fixed until a restart.
@@ -367,14 +371,17 @@ class BackendWorkers:
             return self.groups()
         return frozenset(self.groups()) | frozenset(_backend_list(candidate.enabled_backends))
 
-    def _transports_follow(self, shared: tuple[OptionChange, ...]) -> None:
-        """Where a roll changes the transports: the next worker's start sets them up from the values now in force.
+    def _connections_follow(self, shared: tuple[OptionChange, ...]) -> None:
+        """Where a roll changes the transports or the database: the next worker's start
+        connects with the values now in force.
 
-        The old workers keep the transports they were forked with (their own
-        copies, connected in their own process) until they are replaced.
+        The old workers keep what they were forked with (their own copies,
+        connected in their own process) until they are replaced.
         """
         if self._reset_transports is not None and any(_moves_transport(c) for c in shared):
             self._reset_transports()
+        if self._reset_database is not None and any(c.group == "database" for c in shared):
+            self._reset_database()
 
     def _shared_changes(self, plan: WorkerPlan) -> tuple[OptionChange, ...]:
         """Changes of the sections every worker reads, but not those this step carries out itself."""
@@ -399,7 +406,7 @@ class BackendWorkers:
         # From here on a new worker inherits the new shared values: a backend
         # added (or started again) by this reload too.
         undo_shared = plan.overrides.set(shared) if shared else {}
-        self._transports_follow(shared)
+        self._connections_follow(shared)
         if membership is not None:
             membership_results = self._change_membership(plan, membership, added, removed)
             results.update(membership_results)
@@ -616,7 +623,7 @@ class BackendWorkers:
         reason = failed.failed_groups.get(failed.name) or failed.message
         why = f"the new worker of {failed.name} did not come up ({reason})"
         plan.overrides.undo(undo_shared)
-        self._transports_follow(shared)  # the put-back workers on the previous transports
+        self._connections_follow(shared)  # the put-back workers on the previous transports
         results[failed.name] = replace(failed, failed_groups={**failed.failed_groups, **dict.fromkeys(groups, why)})
         for name in reversed(done):
             if name in earlier:

@@ -75,6 +75,24 @@ def _reset_transports() -> None:
         rpc.cleanup()
 
 
+def _reset_database() -> None:
+    """cinder's database engine dropped in this process.
+
+    oslo.db's engine facade starts once per factory and reads ``[database]``
+    when it does; a fresh copy of the factory (``make_new_manager()``)
+    patched into cinder's context manager (``patch_factory()``, oslo.db's
+    own way to point a manager at another configuration) starts at the next
+    query, the next worker's
+    ``Service.create()``, from the values then in force.  The old engine's
+    pooled connections in this process are closed first (each worker has
+    its own: oslo.db's process guards never share a connection across a fork).
+    """
+    from cinder.db import api as db_api
+
+    db_api.main_context_manager.dispose_pool()
+    db_api.main_context_manager.patch_factory(db_api.main_context_manager.make_new_manager())
+
+
 def install(integration: Integration) -> None:
     """Point cinder's launcher factories at the reloading launchers."""
     from cinder import service as cinder_service
@@ -98,6 +116,7 @@ def install(integration: Integration) -> None:
                     lambda: list(integration.worker_groups),
                     None if integration.threading_backend else integration.set_worker_group,
                     reset_transports=_reset_transports,
+                    reset_database=_reset_database,
                 )
             elif integration.service == "cinder-backup" and not integration.threading_backend:
                 # backup_workers > 1 (one process runs through serve()): N

@@ -23,6 +23,7 @@ __all__ = [
     "default_restart_only_except",
     "main_process_options",
     "RELOAD_OPTS",
+    "DATABASE_OPTIONS",
     "SERVICES",
     "TRANSPORT_OPTIONS",
     "register_api_opts",
@@ -86,6 +87,10 @@ TRANSPORT_OPTIONS: frozenset[OptKey] = frozenset(
         ("oslo_messaging_notifications", "transport_url"),
     }
 )
+
+#: The database's: the same for cinder-volume, which starts a new engine
+#: (oslo.db's engine facade replaced) before it replaces every worker.
+DATABASE_OPTIONS: frozenset[OptKey] = frozenset({("database", "connection"), ("database", "slave_connection")})
 _IDENTITY = "the service's identity: its volumes and its service record belong to this name"
 
 #: Why each restart-only option needs a restart, in the operator's words

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..state import runtime_dir
 from .options import (
+    DATABASE_OPTIONS,
     SERVICES,
     TRANSPORT_OPTIONS,
     config_args,
@@ -43,9 +44,9 @@ def _volume_prepare(integration: Any) -> None:
     # [DEFAULT] is applied by replacing the workers, except what only the
     # main process acts on (its logging, its process management).
     integration.main_process_reasons = main_process_options()
-    # The transports too, where the workers are replaced (not on cotyledon,
-    # which forks them again from this process as it is).
-    rolled = frozenset() if integration.threading_backend else TRANSPORT_OPTIONS
+    # The transports and the database too, where the workers are replaced
+    # (not on cotyledon, which forks them again from this process as it is).
+    rolled = frozenset() if integration.threading_backend else TRANSPORT_OPTIONS | DATABASE_OPTIONS
     integration.restart_only = (
         restart_only("cinder-volume", backends) - rolled
     ) | frozenset(integration.main_process_reasons)

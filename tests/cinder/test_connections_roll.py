@@ -1,4 +1,4 @@
-"""cinder-volume's RPC transport moved to another RabbitMQ vhost by a reload.
+"""cinder-volume's RPC transport and database moved by a reload.
 
 ``transport_url`` used to wait for a restart: the main process sets the
 transport up and every worker inherits it.  Now the reload drops the main
@@ -6,13 +6,17 @@ process's transports, and each backend's new worker (replaced one at a time)
 comes up through cinder's own start path, whose ``Service.__init__`` sets
 them up again from the new URL.  Observed on the broker itself: who consumes
 the backends' queues on each vhost, and a volume cast through the new vhost
-is carried out.
+is carried out.  ``[database] connection`` likewise: a fresh engine factory
+starts at the first new worker's start path.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -79,3 +83,54 @@ def test_transport_url_moved_to_another_vhost(
         )
         assert created.returncode == 0, created.stderr[-2000:]
         assert [json.loads(line)["status"] for line in created.stdout.splitlines()] == ["available"]
+
+
+def test_database_connection_moved_to_another_database(
+    start_cinder: Callable[..., CinderService], cinder_venv: Path, cinder_db: Path, tmp_path: Path
+) -> None:
+    """[database] connection: the backends' new workers read and write the new database."""
+    with rabbit_vhost("crdb") as url:
+        _database_moved(start_cinder, cinder_venv, cinder_db, tmp_path, url)
+
+
+def _database_moved(
+    start_cinder: Callable[..., CinderService], cinder_venv: Path, cinder_db: Path, tmp_path: Path, url: str
+) -> None:
+    # A real broker: the volume is cast from another process (rpcclient.py).
+    def config(workdir: Path) -> str:
+        return volume_config(workdir).replace("transport_url = fake://", f"transport_url = {url}")
+
+    volume = start_cinder(config=config)
+    main, fake1, fake2 = volume.pid, volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    old = re.search(r"connection = sqlite:///(\S+?)\?", volume.config_file.read_text())
+    assert old is not None
+    other = tmp_path / "other.sqlite"
+    shutil.copy(cinder_db, other)  # cinder's schema, no service and no volume in it yet
+    assert service_hosts(other) == set()
+
+    volume.edit(volume.config_file.read_text().replace(old.group(1), str(other)))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr + volume.log_tail()
+    doc = volume.state()
+    assert doc["pending_restart"] == [] and [c["option"] for c in doc["changed"]] == ["connection"]
+    new1, new2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    assert volume.pid == main and {new1, new2}.isdisjoint({fake1, fake2})
+    # cinder's own start path registered both backends in the new database...
+    host = os.uname().nodename
+    assert service_hosts(other) == {f"{host}@fake1", f"{host}@fake2"}
+    # ...and a volume whose row is only there is created by the backend.
+    created = subprocess.run(
+        [str(cinder_venv / "bin/python"), str(HERE / "rpcclient.py"), str(volume.config_file)]
+        + ["create", f"{host}@fake1#fake1", "1", "--wait", "60"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-2000:]
+    assert [json.loads(line)["status"] for line in created.stdout.splitlines()] == ["available"]
+
+
+def service_hosts(database: Path) -> set[str]:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute("SELECT host FROM services WHERE topic = 'cinder-volume' AND deleted = 0")
+        return {host for (host,) in rows}

@@ -44,18 +44,21 @@ def _state_file(args: argparse.Namespace) -> Path:
     return state_path(args.service, runtime_dir(override=args.state_dir))
 
 
-def cmd_signal(args: argparse.Namespace) -> int:
-    return run_signal(
-        SignalRequest(
-            args.service,
-            pid=args.pid,
-            pidfile=args.pidfile,
-            wait=args.wait,
-            timeout=args.timeout,
-            ack_timeout=args.ack_timeout,
-            state_dir=args.state_dir,
-        )
+def signal_request(args: argparse.Namespace) -> SignalRequest:
+    """The ``signal`` command line as argparse read it (entry.py reads the plain ones itself)."""
+    return SignalRequest(
+        args.service,
+        pid=args.pid,
+        pidfile=args.pidfile,
+        wait=args.wait,
+        timeout=args.timeout,
+        ack_timeout=args.ack_timeout,
+        state_dir=args.state_dir,
     )
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    return run_signal(signal_request(args))
 
 
 def _format_status(doc: dict[str, Any]) -> str:

@@ -43,6 +43,19 @@ def consumers(url: str, queue: str) -> int:
             return 0
 
 
+def create_volume(cinder_venv: Path, volume: CinderService, pool: str) -> str:
+    """A volume cast through cinder's RPC API with the service's configuration as it is now; its final status."""
+    created = subprocess.run(
+        [str(cinder_venv / "bin/python"), str(HERE / "rpcclient.py"), str(volume.config_file)]
+        + ["create", pool, "1", "--wait", "60"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-2000:]
+    return str(json.loads(created.stdout.splitlines()[-1])["status"])
+
+
 def test_transport_url_moved_to_another_vhost(
     start_cinder: Callable[..., CinderService], cinder_venv: Path
 ) -> None:
@@ -74,15 +87,7 @@ def test_transport_url_moved_to_another_vhost(
         assert all(consumers(url_b, q) for q in queues)
         assert [consumers(url_a, q) for q in queues] == [0, 0]
         # A volume cast through vhost B (the file's transport now) is created.
-        created = subprocess.run(
-            [str(cinder_venv / "bin/python"), str(HERE / "rpcclient.py"), str(volume.config_file)]
-            + ["create", f"{host}@fake2#fake2", "1", "--wait", "60"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert created.returncode == 0, created.stderr[-2000:]
-        assert [json.loads(line)["status"] for line in created.stdout.splitlines()] == ["available"]
+        assert create_volume(cinder_venv, volume, f"{host}@fake2#fake2") == "available"
 
 
 def test_database_connection_moved_to_another_database(
@@ -119,15 +124,7 @@ def _database_moved(
     host = os.uname().nodename
     assert service_hosts(other) == {f"{host}@fake1", f"{host}@fake2"}
     # ...and a volume whose row is only there is created by the backend.
-    created = subprocess.run(
-        [str(cinder_venv / "bin/python"), str(HERE / "rpcclient.py"), str(volume.config_file)]
-        + ["create", f"{host}@fake1#fake1", "1", "--wait", "60"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert created.returncode == 0, created.stderr[-2000:]
-    assert [json.loads(line)["status"] for line in created.stdout.splitlines()] == ["available"]
+    assert create_volume(cinder_venv, volume, f"{host}@fake1#fake1") == "available"
 
 
 def service_hosts(database: Path) -> set[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cinder_reload.cli import build_parser
+from cinder_reload.cli import build_parser, signal_request
 from cinder_reload.entry import parse_signal
 from cinder_reload.waiter import SignalRequest
 
@@ -30,18 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 def argparse_request(argv: list[str]) -> SignalRequest | None:
     """What cli.py's parser makes of ``argv``, None where it refuses it."""
     try:
-        args = build_parser(extras=False).parse_args(argv)
+        return signal_request(build_parser(extras=False).parse_args(argv))
     except SystemExit:
         return None
-    return SignalRequest(
-        args.service,
-        pid=args.pid,
-        pidfile=args.pidfile,
-        wait=args.wait,
-        timeout=args.timeout,
-        ack_timeout=args.ack_timeout,
-        state_dir=args.state_dir,
-    )
 
 
 ACCEPTED = [

@@ -364,7 +364,8 @@ class BackendWorkers:
         # Which sections must exist follows enabled_backends (a candidate
         # check names a listed backend without one); a backend taken out of
         # the list may lose its section.
-        return () if self._membership is not None else frozenset(self._backends())
+        # Identical workers (backup1..N) have no section at all.
+        return () if self._membership is not None else frozenset(self.groups()) - frozenset(self.shared_groups())
 
     def candidate_groups(self, candidate: Any) -> Collection[str]:
         if self._membership is None:

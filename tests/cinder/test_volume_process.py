@@ -189,24 +189,26 @@ def test_a_driver_that_cannot_be_built_rolls_the_backend_back(start_cinder: Star
 def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     volume = start_cinder()
     pids = volume.pids()
-    text = re.sub(r"state_path = (\S+)", r"state_path = \1-moved", volume.config_file.read_text(), count=1)
+    # Identities: the service's cluster and a backend's host (neither is an
+    # input of another option, which a reload would then apply).
+    text = volume.config_file.read_text().replace("debug = false", "debug = false\ncluster = moved", 1)
     text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
     volume.edit(text)
     done = volume.reload()
     assert done.returncode == 0, done.stderr
-    assert "pending restart: DEFAULT.state_path, fake1.backend_host" in done.stdout
+    assert "pending restart: DEFAULT.cluster, fake1.backend_host" in done.stdout
     assert volume.pids() == pids
     pending = {(c["group"], c["option"]): c["reason"] for c in volume.state()["pending_restart"]}
-    assert set(pending) == {("DEFAULT", "state_path"), ("fake1", "backend_host")}
+    assert set(pending) == {("DEFAULT", "cluster"), ("fake1", "backend_host")}
     # Each with the reason a restart is needed.
-    assert "fixed when the process starts" in pending[("DEFAULT", "state_path")]
+    assert "Active/Active" in pending[("DEFAULT", "cluster")]
     assert "identity" in pending[("fake1", "backend_host")]
     status = volume.notify.messages[-1]["STATUS"]
-    assert "pending restart: DEFAULT.state_path" in status
+    assert "pending restart: DEFAULT.cluster" in status
     # Still pending at the next reload, whatever else it changes.
     volume.edit(text.replace("volume_backend_name = fake2", "volume_backend_name = fake2-gold"))
     done = volume.reload()
-    assert done.returncode == 0 and "pending restart: DEFAULT.state_path" in done.stdout, done.stdout
+    assert done.returncode == 0 and "pending restart: DEFAULT.cluster" in done.stdout, done.stdout
 
 
 def test_backends_are_added_and_removed_live(start_cinder: Start, cinder_venv: Path) -> None:

@@ -224,6 +224,11 @@ def _moves_transport(change: OptionChange) -> bool:
 _NOT_STARTED = "not started: cinder could not create its service (see the log); the next reload tries again"
 
 
+def _live_values(plan: WorkerPlan) -> list[Message]:
+    """The reload's live changes, as an ``apply`` request carries them to a worker."""
+    return [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+
+
 def _backend_list(value: Any) -> list[str]:
     return [b for b in (value or []) if b]
 
@@ -428,7 +433,7 @@ class BackendWorkers:
         # Each backend is its own resource (its queue, its array): changed
         # ones are replaced side by side, the others are never paused.
         threads = _side_by_side(plan, [(name, self.replace) for name in changed], results)
-        live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+        live = _live_values(plan)
         # An unchanged backend does nothing at all when only other backends
         # changed.  It is told when there are live values to take, and on a
         # reload that changed nothing anywhere: that SIGHUP is how operators
@@ -459,7 +464,7 @@ class BackendWorkers:
         """
         assert self._shared is not None
         changes = tuple(c for key in self._shared() if (c := plan.change(key)) is not None)
-        live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+        live = _live_values(plan)
         names = sorted(self.handles)
         results: list[WorkerResult] = []
         if not changes:
@@ -669,13 +674,11 @@ class BackendWorkers:
                 failed_groups={name: why} if plan.changes_of(name) or not back.ok else {},
             )
         for name in names[names.index(failed.name) + 1 :]:
-            handle = self.handles[name]
-            results[name] = WorkerResult(
-                name,
-                handle.pid,
-                True,
-                f"{name} (pid {handle.pid}): kept its worker on the previous configuration: {why}",
-                failed_groups={name: why} if plan.changes_of(name) else {},
+            told = self.tell(name, _live_values(plan), plan)  # the live values, as everywhere else
+            results[name] = replace(
+                told,
+                message=f"{told.message}; kept its worker on the previous configuration: {why}",
+                failed_groups={**told.failed_groups, **({name: why} if plan.changes_of(name) else {})},
             )
         return results
 
@@ -748,6 +751,8 @@ class BackendWorkers:
         with self._lock:
             self.handles[name] = old  # the failed successor's handle is gone with it
         old.wrap.workers = 1
+        # It keeps its previous values, but not the ones in force everywhere else.
+        told = self.tell(name, _live_values(plan), plan) if plan.live else None
         LOG.error(
             "reload #%d: the new worker of %s did not come up (%s); its worker (pid %d) consumes again "
             "on its previous configuration",
@@ -761,7 +766,8 @@ class BackendWorkers:
             old.pid,
             False,
             f"{name}: new worker failed: {failure}; back on its previous configuration in its running "
-            f"worker (pid {old.pid}), which consumes again",
+            f"worker (pid {old.pid}), which consumes again"
+            + (f" ({told.message})" if told is not None else ""),
             failed_groups={name: failure},
             old_pid=old.pid,
             paused_s=round(float(resumed.get("at") or time.monotonic()) - paused_at, 6),

@@ -194,6 +194,7 @@ def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     text = volume.config_file.read_text().replace("debug = false", "debug = false\ncluster = moved", 1)
     text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
     volume.edit(text)
+    before = len(volume.notify.messages)
     done = volume.reload()
     assert done.returncode == 0, done.stderr
     assert "pending restart: DEFAULT.cluster, fake1.backend_host" in done.stdout
@@ -203,8 +204,9 @@ def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     # Each with the reason a restart is needed.
     assert "Active/Active" in pending[("DEFAULT", "cluster")]
     assert "identity" in pending[("fake1", "backend_host")]
-    status = volume.notify.messages[-1]["STATUS"]
-    assert "pending restart: DEFAULT.cluster" in status
+    # READY=1 follows the state file the command waits for: wait for it.
+    ready = volume.notify.wait_for(lambda m: m.get("READY") == "1", start=before)
+    assert "pending restart: DEFAULT.cluster" in volume.notify.messages[ready]["STATUS"]
     # Still pending at the next reload, whatever else it changes.
     volume.edit(text.replace("volume_backend_name = fake2", "volume_backend_name = fake2-gold"))
     done = volume.reload()

@@ -14,6 +14,7 @@ to the same answers.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .waiter import ACK_TIMEOUT, DEFAULT_TIMEOUT, SignalRequest, run_signal
@@ -83,7 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli import main as full_command_line
 
         return full_command_line(args)
-    return run_signal(request)
+    status = run_signal(request)
+    if argv is None:
+        # The executable itself (ExecReload=): its output is written, no
+        # thread or file is left, so the interpreter's own teardown (module
+        # cleanup, a last garbage collection: ~3 ms) would only be added to
+        # every `systemctl reload`.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -114,8 +114,7 @@ def host_report(
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any] | None,
     pid_before: Any,
-    pid_after: Any,
-    active_after: str,
+    unit_after: str,
     reload_rc: int,
     reload_stderr: str = "",
     seconds: float | None = None,
@@ -123,13 +122,16 @@ def host_report(
     """What one host's reload did, and whether it counts as done.
 
     ``before``/``after``: the state documents (``cinder-reload status --json``)
-    before and after ``systemctl reload``; ``pid_*``: the unit's MainPID.
+    before and after ``systemctl reload``; ``pid_before``: the unit's MainPID
+    before, ``unit_after``: ``systemctl show -p MainPID,ActiveState`` after.
     The reload counts only when the exit status is 0, a new cycle was
     recorded by the same main process, its result is ok and the unit is still
     active: each is a separate reason in ``problems``.
     """
     before = before or {}
     after = after or {}
+    shown = dict(line.partition("=")[::2] for line in str(unit_after).splitlines() if "=" in line)
+    pid_after, active_after = shown.get("MainPID", "?"), shown.get("ActiveState", "")
     problems: list[str] = []
     generation_before = int(before.get("generation") or 0)
     generation_after = int(after.get("generation") or 0)
@@ -141,10 +143,9 @@ def host_report(
         problems.append("no new reload cycle was recorded in the state file")
     elif after.get("result") != "ok":
         problems.append(str(after.get("message") or "the reload failed"))
-    if reload_rc != 0 and not problems:
-        problems.append(f"systemctl reload exited {reload_rc}: {reload_stderr.strip()}")
-    elif reload_rc != 0 and reload_stderr.strip():
-        problems.append(f"systemctl reload exited {reload_rc}: {reload_stderr.strip()}")
+    if reload_rc != 0:
+        stderr = reload_stderr.strip()
+        problems.append(f"systemctl reload exited {reload_rc}" + (f": {stderr}" if stderr else ""))
     workers = []
     for worker in after.get("workers") or ():
         entry = {

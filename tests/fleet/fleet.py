@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def volume_conf(
     )
 
 
-def _infra_conf(workdir: Path, *, transport_url: str, database_url: str, listen: str) -> str:
+def _infra_conf(workdir: Path, *, transport_url: str, database_url: str, listen: str, filters: Path) -> str:
     return "\n".join(
         [
             "[DEFAULT]",
@@ -114,18 +115,24 @@ def _infra_conf(workdir: Path, *, transport_url: str, database_url: str, listen:
             "host = infra",
             f"osapi_volume_listen = {listen}",
             f"osapi_volume_listen_port = {API_PORT}",
-            "osapi_volume_workers = 1",
+            # Two API processes: one is starved on a busy 2-core machine (its single
+            # eventlet loop runs every request of the load and the poller's listings).
+            "osapi_volume_workers = 2",
             "quota_volumes = -1",
             "quota_gigabytes = -1",
             "quota_snapshots = -1",
             "rpc_response_timeout = 120",
+            f"resource_query_filters_file = {filters}",
             # Requests wait until a volume service reported, at most this long after the start.
             "scheduler_driver_init_wait_time = 10",
             "",
             "[database]",
             f"connection = {database_url}",
-            "max_pool_size = 5",
-            "max_overflow = 10",
+            # oslo.db's own overflow (50): the API holds a connection per request in
+            # flight, and on a busy 2-core machine requests pile up (seen: "QueuePool
+            # limit of size 5 overflow 10 reached" failing creates under load).
+            "max_pool_size = 10",
+            "max_overflow = 50",
             "",
             "[oslo_concurrency]",
             f"lock_path = {workdir / 'lock'}",
@@ -164,7 +171,10 @@ class Fleet:
 
     @property
     def api(self) -> CinderAPI:
-        return CinderAPI(API_PORT, host=self.infra_address)
+        # 120 s, not 30: on this shared 2-core machine the three hosts' `cinder-reload check`
+        # (each imports cinder) starve the API for a while; a request the client gave up on
+        # still creates its volume, which the load would then count as failed *and* leave behind.
+        return CinderAPI(API_PORT, host=self.infra_address, timeout=120.0)
 
     def conf(self, **kwargs: Any) -> str:
         assert self.ceph is not None
@@ -218,7 +228,11 @@ class Fleet:
         conf = infra_dir / "cinder.conf"
         conf.write_text(
             _infra_conf(
-                infra_dir, transport_url=self.transport_url, database_url=self.database_url, listen=self.infra_address
+                infra_dir,
+                transport_url=self.transport_url,
+                database_url=self.database_url,
+                listen=self.infra_address,
+                filters=self.venv.path / "etc/cinder/resource_filters.json",
             )
         )
         sync = self.infra.call(
@@ -286,12 +300,17 @@ class Fleet:
             self.api.create_type(VOLUME_TYPE, BACKEND)
         vid = self.api.create_volume("probe", 1, VOLUME_TYPE)
         vol = wait_until(
-            lambda: self.api.volume(vid), lambda v: v is not None and v["status"] != "creating", timeout=left(), what="probe"
+            lambda: self.api.volume(vid),
+            lambda v: v is not None and v["status"] != "creating",
+            timeout=left(),
+            what="probe",
         )
         if vol is None or vol["status"] != "available":
             raise RuntimeError(f"the probe volume did not become available: {vol}\n{self.log_tail('cinder-scheduler')}")
         self.api.delete_volume(vid)
-        wait_until(lambda: self.api.volume(vid), lambda v: v is None, timeout=left(), what="probe deleted", interval=0.3)
+        wait_until(
+            lambda: self.api.volume(vid), lambda v: v is None, timeout=left(), what="probe deleted", interval=0.3
+        )
 
     def _write_ansible(self, keys: SshKeys) -> None:
         directory = self.ansible_dir
@@ -340,17 +359,15 @@ class Fleet:
     # -- acting ----------------------------------------------------------------------
     def playbook(self, *extra: str, timeout: float = 600.0) -> CommandResult:
         """``ansible-playbook ansible/playbooks/rolling-reload.yml`` as an operator runs it."""
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PYTEST_", "NOTIFY_SOCKET"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PYTEST_", "NOTIFY_SOCKET"))}
         env.update(
             ANSIBLE_CONFIG=str(self.ansible_dir / "ansible.cfg"),
             ANSIBLE_HOME=str(self.ansible_dir / "home"),
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_FORCE_COLOR="0",
         )
-        ansible = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "ansible-playbook"
-        command = str(ansible) if ansible.exists() else shutil.which("ansible-playbook") or "ansible-playbook"
+        # The test venv's (ansible-core is a test extra of pyproject.toml).
+        command = str(Path(sys.executable).parent / "ansible-playbook")
         playbook = REPO / "ansible" / "playbooks" / "rolling-reload.yml"
         return run([command, str(playbook), *extra], env=env, timeout=timeout)
 

@@ -218,12 +218,16 @@ mount --bind {w}/cinder /etc/cinder
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p /run/sshd /run/systemd/system {RUNTIME_DIR}
 chmod 700 {RUNTIME_DIR}
-{shlex.quote(str(self.sshd / 'usr/sbin/sshd'))} -f {w}/sshd_config -E {w}/sshd.log
+{shlex.quote(str(self.sshd / "usr/sbin/sshd"))} -f {w}/sshd_config -E {w}/sshd.log
 {enter_cgroup}
 export XDG_RUNTIME_DIR={RUNTIME_DIR} XDG_CONFIG_HOME={w}/config SYSTEMD_LOG_TARGET=console
 exec /lib/systemd/systemd --user
 """
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+        }
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -262,7 +266,9 @@ exec /lib/systemd/systemd --user
             timeout=60,
             what=f"{self.name}'s systemd --user",
         )
-        wait_until(lambda: self.systemctl("show", "-p", "Version", "--value"), lambda r: r.ok, timeout=30, what="manager")
+        wait_until(
+            lambda: self.systemctl("show", "-p", "Version", "--value"), lambda r: r.ok, timeout=30, what="manager"
+        )
         key = (self.workdir / "ssh_host_ed25519_key.pub").read_text().split()
         with open(self.keys.known_hosts, "a") as known:
             known.write(f"{self.name},{self.address} {key[0]} {key[1]}\n")

@@ -127,9 +127,19 @@ def test_rolling_reload_under_load_keeps_the_cluster_consuming(fleet: Fleet, sam
     samples = read_samples(sampler)
     after = snapshot(fleet)
     summary = load.summary()
-    report = {"load": summary, "roll_s": round(rolled - started, 1), "playbook": result.stdout[-3000:]}
+    during = [(at, n) for at, n in samples if started <= at <= rolled]
+    report = {
+        "load": summary,
+        "roll_s": round(rolled - started, 1),
+        "consumers": {
+            "samples_during_roll": len(during),
+            "counts_seen": sorted({n for _, n in during}),
+            "longest_without_consumer_s": longest_without_consumer(samples),
+        },
+        "reports": {h: fleet.report(h) for h in HOSTS if (fleet.ansible_dir / "reports" / f"{h}.json").exists()},
+    }
 
-    assert result.returncode == 0, f"{result}\n{fleet.log_tail('cinder-volume')}"
+    assert result.returncode == 0, f"{result}\n{fleet.log_tail('cinder-volume')}\n{report}"
     # Nothing failed, nothing lost, nothing stuck, and the load really ran at >= 5 ops/s.
     assert summary["outcomes"] == {"ok": summary["ops"], "failed": 0, "stuck": 0, "pending": 0}, (report, load.bad())
     assert summary["ops_per_s"] >= 5.0, report
@@ -147,7 +157,6 @@ def test_rolling_reload_under_load_keeps_the_cluster_consuming(fleet: Fleet, sam
         assert host_report["ok"] and host_report["reinitialized"] == [BACKEND], host_report
         assert host_report["changed"] == ["[rbd] rbd_store_chunk_size: 4 -> 8"], host_report
     # The cluster's queue always had a consumer: the broker never lacked a member to deliver to.
-    during = [(at, n) for at, n in samples if started <= at <= rolled]
     assert len(during) > 100, f"too few consumer samples during the roll: {len(during)}"
     assert longest_without_consumer(samples) == 0.0, [s for s in samples if s[1] <= 0][:20]
     # ... while each member in turn stopped consuming (the sampler can see a replacement).
@@ -159,7 +168,7 @@ def test_rolling_reload_under_load_keeps_the_cluster_consuming(fleet: Fleet, sam
         assert (chunk_before, rbd_object_order(fleet, vid)) == (22, 23)
     finally:
         delete_volume(fleet, vid)
-    print(json.dumps(report, indent=1)[:4000])
+    print(json.dumps(report, indent=1))
 
 
 def test_a_second_run_with_no_change_reloads_nothing(fleet: Fleet) -> None:
@@ -230,6 +239,28 @@ def test_a_backend_that_cannot_come_up_on_host_2_stops_the_roll(fleet: Fleet, tm
     )
     vid = new_volume(fleet)
     delete_volume(fleet, vid)
+
+
+def test_a_file_the_operators_own_tasks_wrote_is_taken_as_it_is(fleet: Fleet) -> None:
+    """No new file from the controller: the role validates the installed file and asks each
+    running service (``check --running``) whether it differs; a second run reloads nothing."""
+    texts = {h: fleet.conf(chunk_size=4) for h in HOSTS}
+    for host, text in texts.items():
+        (fleet.hosts[host].cinder_dir / "cinder.conf").write_text(text)  # as an operator's template task would
+    before = snapshot(fleet)
+    result = fleet.playbook()
+    after = snapshot(fleet)
+    assert result.returncode == 0, result
+    changed = [h for h in HOSTS if after[h]["generation"] == before[h]["generation"] + 1]
+    # h1 ran chunk 16 (the failed roll before reloaded it), h2 and h3 chunk 8: all differ from 4.
+    assert changed == list(HOSTS), (before, after)
+    for host in HOSTS:
+        assert after[host]["main"] == before[host]["main"]
+        assert fleet.state(host)["result"] == "ok", fleet.state(host)
+    again = fleet.playbook()
+    assert again.returncode == 0, again
+    assert {h: c["changed"] for h, c in recap(again.stdout).items()} == dict.fromkeys(HOSTS, 0), again.stdout
+    assert snapshot(fleet) == after
 
 
 def test_two_members_of_one_cluster_in_one_batch_are_refused(fleet: Fleet) -> None:

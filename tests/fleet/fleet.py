@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,36 @@ QUEUE = f"cinder-volume.{CLUSTER}@{BACKEND}"
 UNIT = "cinder-volume.service"
 API_PORT = 8776
 VOLUME_TYPE = "rbd"
+
+
+#: The host that runs cinder-volume as a distribution's package does: its own unit
+#: plus this project's drop-in (units/dropins/debian), not the project's unit.
+DISTRO_HOST = "h3"
+#: A stand-in for a distribution's cinder-volume.service, written for this test
+#: (the shape Debian's and openstack-ansible's have: cinder-volume started directly,
+#: `kill -HUP` as the reload, RuntimeDirectory= for the cinder units).
+DISTRO_UNIT = """\
+[Unit]
+Description=OpenStack Cinder Volume (a distribution's unit, stand-in of tests/fleet)
+
+[Service]
+Type=simple
+ExecStart=/usr/bin/cinder-volume --config-file=/etc/cinder/cinder.conf --log-file=/var/log/cinder/cinder-volume.log
+ExecReload=/bin/kill -HUP $MAINPID
+RuntimeDirectory=cinder lock/cinder
+KillMode=mixed
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def distro_dropins(env: Mapping[str, str]) -> dict[str, str]:
+    """The project's drop-in as the package installs it, and the test's environment (PYTHONPATH)."""
+    reload_conf = (REPO / "units" / "dropins" / "debian" / "cinder-volume.service.d" / "reload.conf").read_text()
+    environment = "Environment=" + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
+    return {"reload.conf": reload_conf, "zz-fleet-test.conf": f"[Service]\n# test only\n{environment}\n"}
 
 
 def volume_conf(
@@ -213,7 +244,8 @@ class Fleet:
         keys.create()
         keys.write_config({h: self.net.address(h) for h in HOSTS})
         for name in HOSTS:
-            host = FleetHost(name, self.net, self.workdir / name, keys)
+            distro = {c: self.venv.bin(c) for c in ("cinder-reload", "cinder-volume")} if name == DISTRO_HOST else None
+            host = FleetHost(name, self.net, self.workdir / name, keys, distro_commands=distro)
             self.hosts[name] = host
             host.start()
         self.timings["hosts_s"] = time.monotonic() - began
@@ -259,11 +291,15 @@ class Fleet:
             config=Path("/etc/cinder/cinder.conf"),
             env={k: env[k] for k in ("PYTHONPATH", "PATH", "PYTHONUNBUFFERED")},
         )
+        keep = {k: env[k] for k in ("PYTHONPATH", "PATH", "PYTHONUNBUFFERED")}
         for host in self.hosts.values():
             for sub in ("state", "lock", "log"):
                 (host.cinder_dir / sub).mkdir(parents=True, exist_ok=True)
             (host.cinder_dir / "cinder.conf").write_text(text)
-            host.install_unit(UNIT, unit)
+            if host.name == DISTRO_HOST:
+                host.install_unit(UNIT, DISTRO_UNIT, distro_dropins(keep))
+            else:
+                host.install_unit(UNIT, unit)
             host.systemctl("start", "--no-block", UNIT).check()
         self.wait_serving()
 

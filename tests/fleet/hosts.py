@@ -139,6 +139,9 @@ class FleetHost:
     workdir: Path
     keys: SshKeys
     sshd: Path = field(default_factory=openssh_server)
+    #: A host laid out as a distribution's package would be: these commands in /usr/bin
+    #: (name -> the file they are), logs in /var/log/cinder (both seen only inside the host).
+    distro_commands: Mapping[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = None
     mnt_ns: str | None = None
     cgroups: list[Path] = field(default_factory=list)
@@ -198,8 +201,22 @@ class FleetHost:
             ]
         )
 
+    def _distro_layout(self) -> str:
+        """Shell lines giving the host /usr/bin/NAME and /var/log/cinder, inside only."""
+        if not self.distro_commands:
+            return ""
+        w = shlex.quote(str(self.workdir))
+        lines = [
+            f"mount -t overlay overlay -o lowerdir=/usr/bin,upperdir={w}/usrbin-upper,workdir={w}/usrbin-work /usr/bin",
+            *(f"ln -sf {shlex.quote(t)} /usr/bin/{shlex.quote(n)}" for n, t in self.distro_commands.items()),
+            "mount -t tmpfs -o mode=755 tmpfs /var/log",
+            "mkdir -p /var/log/cinder",
+            f"mount --bind {w}/cinder/log /var/log/cinder",
+        ]
+        return "\n".join(lines)
+
     def start(self) -> None:
-        for sub in ("cinder", "etc-upper", "etc-work", "config/systemd/user"):
+        for sub in ("cinder/log", "etc-upper", "etc-work", "usrbin-upper", "usrbin-work", "config/systemd/user"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.workdir / "ssh_host_ed25519_key")]).check()
         (self.workdir / "sshd_config").write_text(self._sshd_config())
@@ -216,6 +233,7 @@ grep -q '^sshd:' /etc/passwd || echo 'sshd:x:{SSHD_UID}:65534::/run/sshd:/usr/sb
 mkdir -p /etc/cinder
 mount --bind {w}/cinder /etc/cinder
 mount -t tmpfs -o mode=755 tmpfs /run
+{self._distro_layout()}
 mkdir -p /run/sshd /run/systemd/system {RUNTIME_DIR}
 chmod 700 {RUNTIME_DIR}
 {shlex.quote(str(self.sshd / "usr/sbin/sshd"))} -f {w}/sshd_config -E {w}/sshd.log
@@ -293,8 +311,12 @@ exec /lib/systemd/systemd --user
         result = self.systemctl("show", unit, "-p", ",".join(props)).check()
         return dict(line.partition("=")[::2] for line in result.stdout.splitlines() if "=" in line)
 
-    def install_unit(self, name: str, text: str) -> None:
+    def install_unit(self, name: str, text: str, dropins: Mapping[str, str] | None = None) -> None:
+        """A unit and its drop-ins (``NAME.d/FILE``) in the manager's unit directory; daemon-reload."""
         (self.unit_dir / name).write_text(text)
+        for file, dropin in (dropins or {}).items():
+            (self.unit_dir / f"{name}.d").mkdir(exist_ok=True)
+            (self.unit_dir / f"{name}.d" / file).write_text(dropin)
         self.systemctl("daemon-reload").check()
 
     # -- teardown ------------------------------------------------------------

@@ -29,7 +29,18 @@ import pytest
 from harness.commands import run, wait_until
 from stack.load import LoadGenerator
 
-from .fleet import BACKEND, CLUSTER, HOSTS, VOLUME_TYPE, Fleet, consumer_sampler, longest_without_consumer, read_samples
+from .fleet import (
+    BACKEND,
+    CLUSTER,
+    DISTRO_HOST,
+    HOSTS,
+    UNIT,
+    VOLUME_TYPE,
+    Fleet,
+    consumer_sampler,
+    longest_without_consumer,
+    read_samples,
+)
 
 pytestmark = [pytest.mark.fleet]
 
@@ -107,6 +118,11 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 def test_rolling_reload_under_load_keeps_the_cluster_consuming(fleet: Fleet, sampler: Path) -> None:
     """All three members get a changed backend option, one at a time, under >= 5 REST ops/s."""
+    # h3 runs a distribution's unit with this project's drop-in, h1 and h2 the project's unit.
+    units = {h: fleet.hosts[h].show(UNIT, "DropInPaths", "ExecReload") for h in HOSTS}
+    assert "cinder-volume.service.d/reload.conf" in units[DISTRO_HOST]["DropInPaths"], units
+    assert all("cinder-reload signal cinder-volume" in u["ExecReload"] for u in units.values()), units
+    assert [h for h in HOSTS if units[h]["DropInPaths"]] == [DISTRO_HOST], units
     before = snapshot(fleet)
     chunk_before = rbd_object_order(fleet, probe := new_volume(fleet))
     delete_volume(fleet, probe)

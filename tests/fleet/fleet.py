@@ -2,15 +2,18 @@
 
 Infrastructure (namespace ``infra``, address .1): MariaDB and RabbitMQ
 started by tests/stack/infra.py, a throw-away Ceph cluster
-(tests/harness/ceph.py), cinder-api and cinder-scheduler as plain processes
-of the cached PyPI cinder venv (tests/stack/cinderenv.py).  Debian's cinder
-packages are not used for these two: the cached Debian roots hold cinder 29
-only for sid (python 3.14), and starting them in a netns of their own is a
-second harness; the services under test are the volume hosts.
+(tests/harness/ceph.py), and cinder-api and cinder-scheduler from Debian's
+packages: sid's cinder 29 in the cached root of tests/debian
+(harness/cinder_roots.py, built once), chrooted through an overlay and
+started from the infrastructure's thread, so they live in its network
+namespace.  The volume hosts run the PyPI cinder 29 of the cached venv (the
+same release: one RPC and database version across the cluster).
 
-Hosts h1..h3 (fleet/hosts.py): the rendered ``cinder-volume.service``
-(``cinder-reload render``, tests/stack/units.py) under each host's systemd
-252 user manager, reading ``/etc/cinder/cinder.conf``: ``cluster = fleet``,
+Hosts h1..h3 (fleet/hosts.py), each with its own systemd 252 user manager:
+h1 and h2 run the rendered ``cinder-volume.service`` (``cinder-reload
+render``, tests/stack/units.py), h3 a distribution-shaped unit plus the
+project's Debian drop-in (``DISTRO_UNIT``); all read
+``/etc/cinder/cinder.conf``: ``cluster = fleet``,
 one RBD backend on the shared Ceph cluster, so every member consumes the
 queue ``cinder-volume.fleet@rbd``.
 
@@ -37,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.ceph import CephCluster, rados_pythonpath, start_cluster
+from harness.cinder_roots import cinder_root
 from harness.commands import CommandResult, run, wait_until
+from harness.namespaces import BASE_PATH, PackageRootNamespace
 from stack.api import CinderAPI
 from stack.cinderenv import CinderVenv, service_env, stack_deps
 from stack.infra import MariaDB, RabbitMQ
@@ -88,6 +93,23 @@ def distro_dropins(env: Mapping[str, str]) -> dict[str, str]:
     reload_conf = (REPO / "units" / "dropins" / "debian" / "cinder-volume.service.d" / "reload.conf").read_text()
     environment = "Environment=" + " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(env.items()))
     return {"reload.conf": reload_conf, "zz-fleet-test.conf": f"[Service]\n# test only\n{environment}\n"}
+
+
+def _debian_root(root: Path, infra_dir: Path) -> PackageRootNamespace:
+    """Debian's root (an overlay of the cached one) held by ``sleep infinity``; run from the
+    infrastructure's thread, so its processes are in that network namespace."""
+    namespace = PackageRootNamespace(
+        root, infra_dir, binds=[infra_dir], systemd_run_dir=False, log=infra_dir / "debian-root.log"
+    )
+    namespace.start("sleep infinity", {"PATH": BASE_PATH, "LANG": "C.UTF-8"})
+    return namespace
+
+
+def _popen(argv: list[str], out: Path) -> subprocess.Popen[bytes]:
+    with open(out, "ab") as handle:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def volume_conf(
@@ -192,6 +214,7 @@ class Fleet:
     mq: RabbitMQ | None = None
     ceph: CephCluster | None = None
     infra: InNetns | None = None
+    debian: PackageRootNamespace | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     # -- addresses and files -------------------------------------------------------
@@ -265,7 +288,11 @@ class Fleet:
         env = self._env()
         for sub in ("state", "lock", "log"):
             (infra_dir / sub).mkdir(exist_ok=True)
-        shutil.copy(self.venv.api_paste, infra_dir / "api-paste.ini")
+        # cinder-api and cinder-scheduler from Debian's packages (sid's cinder 29, the
+        # cached root of tests/debian), chrooted, in the infrastructure's network namespace.
+        root = cinder_root("sid")
+        self.debian = self.infra.call(_debian_root, root, infra_dir)
+        shutil.copy(root / "etc/cinder/api-paste.ini", infra_dir / "api-paste.ini")
         conf = infra_dir / "cinder.conf"
         conf.write_text(
             _infra_conf(
@@ -273,16 +300,16 @@ class Fleet:
                 transport_url=self.transport_url,
                 database_url=self.database_url,
                 listen=self.infra_address,
-                filters=self.venv.path / "etc/cinder/resource_filters.json",
+                filters=Path("/etc/cinder/resource_filters.json"),  # the package's, inside the root
             )
         )
-        sync = self.infra.call(
-            run, [self.venv.bin("cinder-manage"), "--config-file", str(conf), "db", "sync"], env=env, timeout=300
-        )
+        inside = [*self.debian.nsenter(), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        sync = self.infra.call(run, [*inside, "cinder-manage", "--config-file", str(conf), "db", "sync"], timeout=300)
         if not sync.ok:
             raise RuntimeError(f"cinder-manage db sync: {sync}")
         for service in ("cinder-scheduler", "cinder-api"):
-            self.procs[service] = self.infra.call(self._popen, service, conf, env, infra_dir)
+            argv = [*inside, f"/usr/bin/{service}", "--config-file", str(conf)]
+            self.procs[service] = self.infra.call(_popen, argv, infra_dir / f"{service}.out")
         text = self.conf()
         unit = stack_unit(
             "cinder-volume",
@@ -302,18 +329,6 @@ class Fleet:
                 host.install_unit(UNIT, unit)
             host.systemctl("start", "--no-block", UNIT).check()
         self.wait_serving()
-
-    def _popen(self, service: str, conf: Path, env: Mapping[str, str], directory: Path) -> subprocess.Popen[bytes]:
-        with open(directory / f"{service}.out", "ab") as out:
-            return subprocess.Popen(
-                [self.venv.bin(service), "--config-file", str(conf)],
-                env=dict(env),
-                cwd=directory,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
 
     def wait_serving(self, timeout: float = 180.0) -> None:
         """The API answers, every member's RBD backend is up, and a volume really lands in Ceph."""
@@ -480,6 +495,10 @@ class Fleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self.debian is not None:
+            with contextlib.suppress(Exception):
+                self.debian.kill_all()
+            self.debian.cleanup()
         if self.infra is not None:
             for server in (self.ceph, self.mq, self.db):
                 if server is not None:

@@ -13,6 +13,11 @@ Sections (each can be selected with --only NAME):
 * waits     - under a steady request load, how many requests waited because of
               a reload, and for how long (p50/p99), on the changed backend and on
               the unchanged one
+* execreload - what the synchronous ExecReload= (systemd < 253) adds to a
+              `systemctl reload` of the reference daemon under a real systemd 252
+              user manager: the command as shipped (entry.py's fast path) against
+              the same command through the whole command line interface, and the
+              manager's own cost of running any ExecReload= (`kill -HUP`)
 
 Figures for real cinder-volume and for `systemctl reload` come from
 benchmarks/bench_managers.py when those harnesses are available.
@@ -266,11 +271,101 @@ def bench_waits(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+# -- what ExecReload= adds to `systemctl reload` ----------------------------------
+#: ExecReload= variants, measured side by side on one unit (a drop-in switches them).
+_EXEC_RELOAD = {
+    # As shipped: the console script, entry.py's fast path.
+    "shipped": "{cinder_reload} signal refdaemon --pid $MAINPID --wait --timeout 25",
+    # The same command line through cli.main: argparse and the whole CLI
+    # imported before the SIGHUP, as every reload did before entry.py.
+    "full_cli": "{python} -c 'import sys; from cinder_reload.cli import main; sys.exit(main())' "
+    "signal refdaemon --pid $MAINPID --wait --timeout 25",
+    # No waiting at all (and so no honest result): what the manager itself
+    # costs for running an ExecReload= process.
+    "kill": "/bin/kill -HUP $MAINPID",
+}
+
+
+def bench_exec_reload(quick: bool) -> list[dict[str, Any]]:
+    from harness.managers import SystemdHost252
+    from harness.refservice import SystemdRefService, default_config
+
+    rounds = 8 if quick else 40
+    work = Path(tempfile.mkdtemp(prefix="crbench-exec."))
+    work.chmod(0o755)
+    manager = SystemdHost252(work)
+    # At debug (the harness's default) the manager logs every D-Bus message:
+    # a cost of the harness, not of the reload.
+    manager.systemctl("log-level", "info")
+    added: dict[str, list[float]] = {name: [] for name in _EXEC_RELOAD}
+    cycles: list[float] = []
+    noop: list[float] = []
+    try:
+        service = SystemdRefService(manager, work)
+        service.write_config(default_config())
+        assert service.start().returncode == 0
+        service.wait_answering()
+        for i in range(rounds):
+            for name, command in _EXEC_RELOAD.items():
+                line = command.format(cinder_reload=manager.cinder_reload, python=manager.python)
+                manager.install_unit("refdaemon.service.d/bench.conf", f"[Service]\nExecReload=\nExecReload={line}\n")
+                service.write_config(default_config(label1=f"v{i}-{name}"))
+                before = service.generation()
+                result = service.reload()
+                assert result.returncode == 0, result
+                doc = wait_for_generation(service, before + 1)
+                if name == "kill":
+                    added[name].append(result.duration)  # the cycle runs after the command returned
+                else:
+                    added[name].append(result.duration - doc["duration_s"])
+                    cycles.append(doc["duration_s"])
+            noop.append(manager.systemctl("show", "-p", "MainPID", "refdaemon.service").duration)
+    finally:
+        try:
+            service.stop()
+        finally:
+            manager.close()
+    floor = statistics.median(noop)
+    shipped, full, kill = (statistics.median(added[n]) - floor for n in ("shipped", "full_cli", "kill"))
+    common = {"samples": rounds, "raw": {**{f"{n}_s": v for n, v in added.items()}, "noop_s": noop, "cycle_s": cycles}}
+    return [
+        {
+            "figure": "`systemctl reload` (systemd 252, ExecReload= `cinder-reload signal --wait`) "
+            "beyond the reload cycle and a no-op `systemctl show`, median",
+            "value": f"{shipped * 1e3:.1f} ms",
+            "baseline": f"{full * 1e3:.1f} ms (the same command through the whole CLI, as before entry.py)",
+            "ratio": shipped / full if full else 0.0,
+            "overhead_ms": shipped * 1e3,
+            **common,
+        },
+        {
+            "figure": "... of which the manager's own cost of any ExecReload= (`/bin/kill -HUP $MAINPID`, "
+            "which does not wait), median",
+            "value": f"{kill * 1e3:.1f} ms",
+            "baseline": f"{shipped * 1e3:.1f} ms (cinder-reload signal --wait, as shipped)",
+            "ratio": kill / shipped if shipped else 0.0,
+            **common,
+        },
+    ]
+
+
+def wait_for_generation(service: Any, generation: int, timeout: float = 30.0) -> dict[str, Any]:
+    """The reference daemon's state document once its cycle ``generation`` finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = service.state()
+        if doc and int(doc.get("generation") or 0) >= generation and not doc.get("in_progress"):
+            return dict(doc)
+        time.sleep(0.01)
+    raise TimeoutError(f"reload #{generation} of the reference daemon did not finish in {timeout:g}s")
+
+
 SECTIONS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "tracking": bench_tracking,
     "diff": bench_diff,
     "reload": bench_reload,
     "waits": bench_waits,
+    "execreload": bench_exec_reload,
 }
 
 

@@ -6,9 +6,13 @@ The public surface is small; everything else is an implementation detail.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# Not typing.TYPE_CHECKING: every `cinder-reload signal` (each `systemctl
+# reload`) imports this package first, and typing costs milliseconds there.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import ConfigInvalid, ConfigProblem
     from .diff import ChangeKind, ConfigDiff, OptionChange
     from .drain import DrainGate, DrainGates, DrainTimeout

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .state import StateUnreadable, load_state, runtime_dir, state_path
-from .waiter import ACK_TIMEOUT, Outcome, pid_alive, read_pidfile, signal_and_wait
+from .waiter import ACK_TIMEOUT, DEFAULT_TIMEOUT, SignalRequest, pid_alive, run_signal
 
 if TYPE_CHECKING:
     from oslo_config import cfg
@@ -44,48 +44,21 @@ def _state_file(args: argparse.Namespace) -> Path:
     return state_path(args.service, runtime_dir(override=args.state_dir))
 
 
-def _progress_printer() -> Callable[[dict[str, Any] | None, float], None] | None:
-    if not sys.stderr.isatty():
-        return None
-    shown: dict[str, str] = {}
-
-    def show(doc: dict[str, Any] | None, elapsed: float) -> None:
-        phase = (doc or {}).get("phase") or "waiting"
-        line = f"\rreloading: {phase} ({elapsed:.1f}s)"
-        if shown.get("line") != line:
-            sys.stderr.write(line.ljust(40))
-            sys.stderr.flush()
-            shown["line"] = line
-
-    return show
+def signal_request(args: argparse.Namespace) -> SignalRequest:
+    """The ``signal`` command line as argparse read it (entry.py reads the plain ones itself)."""
+    return SignalRequest(
+        args.service,
+        pid=args.pid,
+        pidfile=args.pidfile,
+        wait=args.wait,
+        timeout=args.timeout,
+        ack_timeout=args.ack_timeout,
+        state_dir=args.state_dir,
+    )
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
-    if args.pidfile is not None:
-        pid = read_pidfile(Path(args.pidfile))
-        if pid is None:
-            print(f"{args.service}: not running (no valid pid in {args.pidfile})", file=sys.stderr)
-            return Outcome.NOT_RUNNING
-    else:
-        pid = args.pid
-    progress = _progress_printer()
-    result = signal_and_wait(
-        pid,
-        _state_file(args),
-        wait=args.wait,
-        timeout=args.timeout,
-        progress=progress,
-        service=args.service,
-        ack_timeout=args.ack_timeout,
-    )
-    if progress is not None:
-        sys.stderr.write("\r" + " " * 40 + "\r")
-    stream = sys.stdout if result.outcome is Outcome.OK else sys.stderr
-    if result.outcome is Outcome.NOT_RUNNING:
-        print(f"{args.service}: not running ({result.message})", file=stream)
-    elif args.wait or result.outcome is not Outcome.OK:
-        print(f"{args.service}: {result.message}", file=stream)
-    return int(result.outcome)
+    return run_signal(signal_request(args))
 
 
 def _format_status(doc: dict[str, Any]) -> str:
@@ -310,7 +283,9 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     target.add_argument("--pid", type=int)
     target.add_argument("--pidfile")
     p.add_argument("--wait", action="store_true", help="block until the reload finished; exit 1 if it failed")
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait (default 90)")
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help=f"seconds to wait (default {DEFAULT_TIMEOUT:g})"
+    )
     p.add_argument(
         "--ack-timeout",
         type=float,

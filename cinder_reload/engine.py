@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
@@ -46,8 +46,11 @@ from .preview import running_document
 from .reinit import ReinitRegistry
 from .report import build_report, failure_reason, status_line
 from .signals import SignalInbox
-from .state import StateDocument, runtime_dir, state_path, write_state
+from .state import runtime_dir, state_path, write_state
 from .workers import Workers
+
+if TYPE_CHECKING:
+    from .state import StateDocument
 
 __all__ = ["ReloadEngine"]
 
@@ -373,6 +376,7 @@ class ReloadEngine:
                 pid=os.getpid(),
                 reinit_groups=self.reinitializers.groups() | worker_groups,
                 worker_groups=worker_groups,
+                shared_groups=frozenset(self.workers.shared_groups()) if self.workers is not None else frozenset(),
                 restart_only=self.restart_only,
                 ignored=self.ignored_groups,
             )

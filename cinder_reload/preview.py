@@ -84,6 +84,7 @@ def running_document(
     pid: int,
     reinit_groups: Collection[str],
     worker_groups: Collection[str],
+    shared_groups: Collection[str] = (),
     restart_only: Collection[OptKey],
     ignored: Collection[str] = (),
     salt: str | None = None,
@@ -127,6 +128,7 @@ def running_document(
         "how": how,
         "secret": sorted(f"{g}.{k}" for g, k in secret_keys),
         "workers": sorted(worker_groups),
+        "shared": sorted(shared_groups),
         "ignored": sorted(ignored),
     }
 
@@ -148,6 +150,7 @@ class PreviewChange:
     #: live | reinit | restart | unknown (no option reads it: ignored)
     kind: str
     worker: bool = False  # a re-initialisation that replaces this section's worker process
+    shared: bool = False  # ... or every worker, one at a time (a section they all read)
 
     def __str__(self) -> str:
         return f"[{self.section}] {self.key}: {self.old} -> {self.new}"
@@ -166,6 +169,7 @@ def preview(document: Mapping[str, Any], texts: Sequence[str]) -> list[PreviewCh
     how: Mapping[str, Mapping[str, str]] = document.get("how") or {}
     secret = set(document.get("secret") or [])
     workers = set(document.get("workers") or [])
+    shared = set(document.get("shared") or [])
     ignored = set(document.get("ignored") or [])
     names = secret_names(())
     now = parse_texts(texts)
@@ -196,6 +200,7 @@ def preview(document: Mapping[str, Any], texts: Sequence[str]) -> list[PreviewCh
                     MASK if hidden and new is not None else _show(new),
                     kind,
                     worker=kind == ChangeKind.REINIT.value and section in workers,
+                    shared=section in shared,
                 )
             )
     return changes
@@ -207,6 +212,8 @@ def describe(changes: Sequence[PreviewChange]) -> list[str]:
     for change in changes:
         if change.kind == ChangeKind.LIVE.value:
             effect = "applied live"
+        elif change.worker and change.shared:
+            effect = "every worker replaced, one at a time"
         elif change.worker:
             effect = f"worker {change.section} replaced"
         elif change.kind == ChangeKind.REINIT.value:

@@ -8,11 +8,13 @@ contains a secret.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cycle import CycleResult
 from .diff import ChangeKind, OptionChange, OptKey, mask_text
-from .state import ChangeRecord, StateDocument, WorkerRecord
+
+if TYPE_CHECKING:
+    from .state import ChangeRecord, StateDocument, WorkerRecord
 
 __all__ = ["STATUS_FAILED_PREFIX", "build_report", "status_line"]
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "DEFAULT_RUNTIME_DIR",
@@ -29,71 +31,81 @@ __all__ = [
 ]
 
 
-class ChangeRecord(TypedDict):
-    """One changed option; secrets as ``****``."""
+# The document's schema, for the type checker: its values are plain dicts,
+# and typing costs milliseconds of every `cinder-reload signal` (each
+# `systemctl reload`, waiter.py), which imports this module before its SIGHUP.
+if TYPE_CHECKING:
+    from typing import Any, NotRequired, TypedDict
 
-    group: str
-    option: str
-    old: Any
-    new: Any
-    applied: str  # live | reinit | restart
-    #: Why a restart is needed (pending-restart entries only).
-    reason: NotRequired[str]
+    class ChangeRecord(TypedDict):
+        """One changed option; secrets as ``****``."""
 
-
-class WorkerRecord(TypedDict, total=False):
-    """One worker process in a cycle (report.py builds it from workers.WorkerResult)."""
-
-    worker: str
-    pid: int | None
-    result: str  # ok | failed
-    message: str
-    reinitialized: list[str]
-    failed_groups: dict[str, str]
-    #: A replaced worker (cinder-volume): the pid before, how long the
-    #: backend's RPC was paused, how long the new worker took to consume.
-    old_pid: int
-    new_pid: int | None
-    paused_s: float | None
-    start_s: float | None
-    #: At start: whether the backend's driver initialised, and if not, why.
-    initialized: bool
-    reason: str | None
-    #: A worker that ran its own cycle (cinder-backup, cinder-api).
-    generation: int
-    duration_s: float
-    changed: list[ChangeRecord]
-    not_applied: list[ChangeRecord]
-    pending_restart: list[ChangeRecord]
-    problems: list[str]
+        group: str
+        option: str
+        old: Any
+        new: Any
+        applied: str  # live | reinit | restart
+        #: Why a restart is needed (pending-restart entries only).
+        reason: NotRequired[str]
 
 
-class StateDocument(TypedDict, total=False):
-    """The state file: written only by the engine (engine.py), atomically.
+    class WorkerRecord(TypedDict, total=False):
+        """One worker process in a cycle (report.py builds it from workers.WorkerResult)."""
 
-    ``signal --wait`` and ``status`` read it; so does a main process reading
-    its workers' (workers.SignalledWorkers).
-    """
+        worker: str
+        pid: int | None
+        result: str  # ok | failed
+        message: str
+        reinitialized: list[str]
+        failed_groups: dict[str, str]
+        #: A replaced worker (cinder-volume): the pid before, how long the
+        #: backend's RPC was paused, how long the new worker took to consume.
+        old_pid: int
+        new_pid: int | None
+        paused_s: float | None
+        paused_at: float
+        start_s: float | None
+        #: Its old worker's drain: operations in flight when it stopped consuming, seconds waited.
+        drained_in_flight: int | None
+        drained_s: float | None
+        #: At start: whether the backend's driver initialised, and if not, why.
+        initialized: bool
+        reason: str | None
+        #: A worker that ran its own cycle (cinder-backup, cinder-api).
+        generation: int
+        duration_s: float
+        changed: list[ChangeRecord]
+        not_applied: list[ChangeRecord]
+        pending_restart: list[ChangeRecord]
+        problems: list[str]
 
-    service: str
-    pid: int
-    generation: int
-    result: str  # ok | failed
-    message: str  # the STATUS= line
-    started_at: str | None
-    finished_at: str
-    started_monotonic: float | None  # CLOCK_MONOTONIC seconds: which SIGHUP a cycle answered
-    duration_s: float
-    changed: list[ChangeRecord]
-    not_applied: list[ChangeRecord]
-    reinitialized: list[str]
-    failed_groups: dict[str, str]
-    pending_restart: list[ChangeRecord]
-    problems: list[str]
-    workers: list[WorkerRecord]
-    phase: str
-    in_progress: dict[str, Any] | None
-    waits: dict[str, dict[str, object]]
+
+    class StateDocument(TypedDict, total=False):
+        """The state file: written only by the engine (engine.py), atomically.
+
+        ``signal --wait`` and ``status`` read it; so does a main process reading
+        its workers' (workers.SignalledWorkers).
+        """
+
+        service: str
+        pid: int
+        generation: int
+        result: str  # ok | failed
+        message: str  # the STATUS= line
+        started_at: str | None
+        finished_at: str
+        started_monotonic: float | None  # CLOCK_MONOTONIC seconds: which SIGHUP a cycle answered
+        duration_s: float
+        changed: list[ChangeRecord]
+        not_applied: list[ChangeRecord]
+        reinitialized: list[str]
+        failed_groups: dict[str, str]
+        pending_restart: list[ChangeRecord]
+        problems: list[str]
+        workers: list[WorkerRecord]
+        phase: str
+        in_progress: dict[str, Any] | None
+        waits: dict[str, dict[str, object]]
 
 
 DEFAULT_RUNTIME_DIR = Path("/run/cinder")

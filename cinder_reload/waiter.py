@@ -17,18 +17,26 @@ import enum
 import os
 import select
 import signal
-import threading
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, NamedTuple
 
-from .state import StateUnreadable, load_state, read_state
+from .state import StateUnreadable, load_state, read_state, runtime_dir, state_path
+
+# Every module imported here is imported by each `systemctl reload` before its
+# SIGHUP goes out (`ExecReload=`, see entry.py): typing, pathlib and threading
+# cost ~5 ms there, so they are for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from types import FrameType
+    from typing import Any
 
 __all__ = [
     "ACK_TIMEOUT",
+    "DEFAULT_TIMEOUT",
     "Outcome",
+    "SignalRequest",
     "StateDirWatch",
     "WaitResult",
     "finished_after",
@@ -36,6 +44,7 @@ __all__ = [
     "monotonic",
     "pid_alive",
     "read_pidfile",
+    "run_signal",
     "signal_and_wait",
 ]
 
@@ -43,6 +52,9 @@ __all__ = [
 #: Seconds an idle service may take to write "reloading" to its state file
 #: after our SIGHUP (it does so before anything else in the cycle).
 ACK_TIMEOUT = 15.0
+
+#: Seconds ``signal --wait`` waits for the cycle by default.
+DEFAULT_TIMEOUT = 90.0
 
 
 class Outcome(enum.IntEnum):
@@ -53,12 +65,20 @@ class Outcome(enum.IntEnum):
     NOT_RUNNING = 7
 
 
-class WaitResult(NamedTuple):
-    # A NamedTuple, not a dataclass: `signal --wait` is ExecReload=, and
-    # dataclasses pulls in inspect, ast and dis (15 ms of every reload).
-    outcome: Outcome
-    message: str
-    report: dict[str, Any] | None = None
+class WaitResult:
+    """How a ``signal`` ended: the exit status, the line for the operator, the state document read last."""
+
+    # A plain class: NamedTuple and dataclasses import typing, inspect and
+    # more before the SIGHUP goes out (see the imports above).
+    __slots__ = ("outcome", "message", "report")
+
+    def __init__(self, outcome: Outcome, message: str, report: dict[str, Any] | None = None) -> None:
+        self.outcome = outcome
+        self.message = message
+        self.report = report
+
+    def __repr__(self) -> str:
+        return f"WaitResult({self.outcome!r}, {self.message!r})"
 
 
 def pid_alive(pid: int) -> bool:
@@ -76,9 +96,10 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def read_pidfile(path: Path) -> int | None:
+def read_pidfile(path: str | os.PathLike[str]) -> int | None:
     try:
-        text = path.read_text(encoding="ascii").strip()
+        with open(path, encoding="ascii") as handle:
+            text = handle.read(64).strip()
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None
@@ -181,7 +202,7 @@ def signal_and_wait(
     try:
         before = load_state(state_file)
     except StateUnreadable as exc:
-        if state_file.is_dir() or not os.access(state_file, os.R_OK):
+        if os.path.isdir(state_file) or not os.access(state_file, os.R_OK):
             # The engine cannot replace a directory, and we could not read
             # its answer: the reload's result would never be known.
             return WaitResult(Outcome.FAILED, f"not reloading: {exc}; its result could never be read")
@@ -201,9 +222,8 @@ def signal_and_wait(
             return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
         return WaitResult(Outcome.OK, f"sent SIGHUP to {pid}")
     # The SIGTERM handler goes in before the SIGHUP goes out: from then on
-    # the manager may cancel us at any moment.  The directory watch too: the
-    # engine's last write may follow the signal within microseconds.
-    with _sigterm_stops_waiting() as terminated, StateDirWatch(state_file.parent) as watch:
+    # the manager may cancel us at any moment.
+    with _SigtermStopsWaiting() as terminated:
         # Taken before the signal: the service's first write may come first.
         unchanged = _fingerprint(state_file)
         sent = monotonic()
@@ -211,16 +231,22 @@ def signal_and_wait(
             os.kill(pid, signal.SIGHUP)
         except ProcessLookupError:
             return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
-        # An idle service writes its state file within milliseconds of the
-        # SIGHUP; one that cannot (state directory read-only, full or
-        # removed) must not leave us waiting for the whole timeout.
-        # A missing state directory counts as idle too: the runtime directory
-        # removed under a running service (Debian's units remove /run/cinder
-        # on stop), which the service recreates if it may, else never writes.
-        idle = bool(before and before.get("pid") == pid and not before.get("in_progress"))
-        idle = idle or not state_file.parent.is_dir()
-        ack = (sent + ack_timeout, unchanged) if idle else None
-        return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated, watch, ack)
+        # The directory watch after the signal (ctypes takes milliseconds to
+        # import, and the reload may as well run meanwhile): a write before
+        # the watch exists is found by _wait's first read, which comes after.
+        directory = os.path.dirname(state_file)
+        with StateDirWatch(directory) as watch:
+            # An idle service writes its state file within milliseconds of
+            # the SIGHUP; one that cannot (state directory read-only, full or
+            # removed) must not leave us waiting for the whole timeout.  A
+            # missing state directory counts as idle too: the runtime
+            # directory removed under a running service (Debian's units
+            # remove /run/cinder on stop), which the service recreates if it
+            # may, else never writes.
+            idle = bool(before and before.get("pid") == pid and not before.get("in_progress"))
+            idle = idle or not os.path.isdir(directory)
+            ack = (sent + ack_timeout, unchanged) if idle else None
+            return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated, watch, ack)
 
 
 #: inotify(7) event bits: a file renamed into the directory, a file written and closed.
@@ -240,7 +266,7 @@ class StateDirWatch:
     fd, set by :func:`_sigterm_stops_waiting`).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = directory
         self.fd: int | None = None
 
@@ -287,8 +313,7 @@ class _Terminated(list[int]):
     wakeup_fd: int | None = None
 
 
-@contextmanager
-def _sigterm_stops_waiting() -> Iterator[_Terminated]:
+class _SigtermStopsWaiting:
     """While waiting, SIGTERM ends the wait with exit status 0.
 
     systemd sends SIGTERM to ``ExecReload=`` when it cancels the reload job
@@ -298,22 +323,41 @@ def _sigterm_stops_waiting() -> Iterator[_Terminated]:
     (systemd's is_clean_exit(EXIT_CLEAN_COMMAND)): a stop during a reload
     left the service ``failed`` with ``Result=signal`` on systemd 252 although
     the daemon itself exited cleanly.  Seen with the issue-4 harness.
+
+    Outside the main thread (a caller's thread) CPython refuses signal
+    handlers; the wait then ends by its own means only.
     """
-    terminated = _Terminated()  # the handler only records (no locks: it runs between bytecodes)
-    if threading.current_thread() is not threading.main_thread():
-        yield terminated
-        return
-    reader, writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
-    previous_fd = signal.set_wakeup_fd(writer)
-    terminated.wakeup_fd = reader
-    try:
-        yield terminated
-    finally:
-        signal.set_wakeup_fd(previous_fd)
-        signal.signal(signal.SIGTERM, previous)
-        os.close(reader)
-        os.close(writer)
+
+    def __init__(self) -> None:
+        self.terminated = _Terminated()  # the handler only records (no locks: it runs between bytecodes)
+        self._fds: tuple[int, int] | None = None
+        self._previous: Any = None
+        self._previous_fd = -1
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated.append(signum)
+
+    def __enter__(self) -> _Terminated:
+        reader, writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._record)
+        except ValueError:  # not the main thread
+            os.close(reader)
+            os.close(writer)
+            return self.terminated
+        self._fds = (reader, writer)
+        self._previous_fd = signal.set_wakeup_fd(writer)
+        self.terminated.wakeup_fd = reader
+        return self.terminated
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fds is None:
+            return
+        signal.set_wakeup_fd(self._previous_fd)
+        signal.signal(signal.SIGTERM, self._previous)
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = None
 
 
 def _wait(
@@ -371,3 +415,84 @@ def _wait(
             progress(doc, now - sent)
             interval = poll  # the progress line ticks at the poll rate
         watch.wait(min(interval, deadline - now), terminated.wakeup_fd)
+
+
+class SignalRequest:
+    """What ``cinder-reload signal`` was asked to do (cli.py's parser and entry.py's both make one)."""
+
+    __slots__ = ("service", "pid", "pidfile", "wait", "timeout", "ack_timeout", "state_dir")
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        pid: int | None = None,
+        pidfile: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        ack_timeout: float = ACK_TIMEOUT,
+        state_dir: str | None = None,
+    ) -> None:
+        self.service = service
+        self.pid = pid
+        self.pidfile = pidfile
+        self.wait = wait
+        self.timeout = timeout
+        self.ack_timeout = ack_timeout
+        self.state_dir = state_dir
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SignalRequest):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"SignalRequest({fields})"
+
+
+def run_signal(request: SignalRequest) -> int:
+    """``cinder-reload signal``: send, wait if asked, tell the operator; the exit status."""
+    if request.pidfile is not None:
+        pid = read_pidfile(request.pidfile)
+        if pid is None:
+            print(f"{request.service}: not running (no valid pid in {request.pidfile})", file=sys.stderr)
+            return Outcome.NOT_RUNNING
+    else:
+        assert request.pid is not None
+        pid = request.pid
+    progress = _progress_printer()
+    result = signal_and_wait(
+        pid,
+        state_path(request.service, runtime_dir(override=request.state_dir)),
+        wait=request.wait,
+        timeout=request.timeout,
+        progress=progress,
+        service=request.service,
+        ack_timeout=request.ack_timeout,
+    )
+    if progress is not None:
+        sys.stderr.write("\r" + " " * 40 + "\r")
+    stream = sys.stdout if result.outcome is Outcome.OK else sys.stderr
+    if result.outcome is Outcome.NOT_RUNNING:
+        print(f"{request.service}: not running ({result.message})", file=stream)
+    elif request.wait or result.outcome is not Outcome.OK:
+        print(f"{request.service}: {result.message}", file=stream)
+    return int(result.outcome)
+
+
+def _progress_printer() -> Callable[[dict[str, Any] | None, float], None] | None:
+    """A ticking phase line on a terminal; nothing for a service manager."""
+    if not sys.stderr.isatty():
+        return None
+    shown: dict[str, str] = {}
+
+    def show(doc: dict[str, Any] | None, elapsed: float) -> None:
+        phase = (doc or {}).get("phase") or "waiting"
+        line = f"\rreloading: {phase} ({elapsed:.1f}s)"
+        if shown.get("line") != line:
+            sys.stderr.write(line.ljust(40))
+            sys.stderr.flush()
+            shown["line"] = line
+
+    return show

@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .apply import Overrides
 from .diff import ChangeKind, ConfigDiff, OptionChange, OptKey
-from .state import WorkerRecord, read_state, state_path
+from .state import read_state, state_path
 from .waiter import finished_after, monotonic, pid_alive
 
 if TYPE_CHECKING:
     from oslo_config import cfg
+
+    from .state import WorkerRecord
 
 __all__ = ["SignalledWorkers", "WorkerPlan", "WorkerResult", "Workers", "worker_service_name"]
 
@@ -59,6 +61,13 @@ class WorkerResult:
     old_pid: int | None = None
     paused_s: float | None = None
     start_s: float | None = None
+    #: The old worker's drain: operations in flight when it stopped consuming,
+    #: and how long it waited for them to finish.
+    drained_in_flight: int | None = None
+    drained_s: float | None = None
+    #: CLOCK_MONOTONIC when the pause began: with ``paused_s``, when the
+    #: backend consumed nothing (a roll replaces one backend after another).
+    paused_at: float | None = None
     #: Options outside the workers' groups this result carried out (a backend
     #: added or removed: ``enabled_backends``); see Workers.owned_options().
     applied_options: tuple[OptKey, ...] = ()
@@ -75,6 +84,9 @@ class WorkerResult:
         if self.old_pid is not None:
             doc["old_pid"], doc["new_pid"] = self.old_pid, self.pid
             doc["paused_s"], doc["start_s"] = self.paused_s, self.start_s
+            doc["drained_in_flight"], doc["drained_s"] = self.drained_in_flight, self.drained_s
+            if self.paused_at is not None:
+                doc["paused_at"] = self.paused_at
         if self.report is not None:
             # What a worker that ran its own cycle reported about it.
             report = self.report
@@ -122,6 +134,10 @@ class Workers(Protocol):
         """Carry the plan out; one result per worker, never raises."""
         ...
 
+    def shared_groups(self) -> Collection[str]:
+        """Those of :meth:`groups` that every worker reads: a change replaces them all, one at a time."""
+        ...
+
     def owned_options(self) -> Collection[OptKey]:
         """Options outside the groups whose change the workers carry out
         (cinder-volume: ``enabled_backends``, a backend added or removed)."""
@@ -162,6 +178,9 @@ class SignalledWorkers:
 
     def groups(self) -> Collection[str]:
         return self._groups
+
+    def shared_groups(self) -> Collection[str]:
+        return ()
 
     def owned_options(self) -> Collection[OptKey]:
         return ()

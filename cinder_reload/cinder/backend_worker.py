@@ -1,4 +1,7 @@
-"""One cinder-volume backend's worker process, as the main process drives it.
+"""One cinder-volume backend's (or cinder-backup process's) worker, as the main process drives it.
+
+cinder-backup with ``backup_workers > 1`` runs N identical processes; each
+is driven exactly as a backend's worker is (backup.py says what differs).
 
 Runs in the forked worker.  cinder brings the backend up itself
 (``Service.start()``: ``init_host``, the RPC servers, ``init_host_with_rpc``,
@@ -138,13 +141,22 @@ def _servers(service: Any) -> list[Any]:
     return [s for s in (service.rpcserver, service.backend_rpcserver, service.cluster_rpcserver) if s is not None]
 
 
-class BackendWorker:
-    """The reload's side of one backend's worker process."""
+def driver_initialised(manager: Any) -> bool:
+    """Whether the manager's driver came up: cinder-volume's ``driver.initialized``,
+    cinder-backup's ``is_initialized``."""
+    driver = getattr(manager, "driver", None)
+    if driver is not None:
+        return bool(getattr(driver, "initialized", False))
+    return bool(getattr(manager, "is_initialized", False))
 
-    def __init__(self, service: Any, channel: Channel, *, strict: bool) -> None:
+
+class BackendWorker:
+    """The reload's side of one backend's (or backup process's) worker process."""
+
+    def __init__(self, service: Any, channel: Channel, *, strict: bool, name: str) -> None:
         self.service = service
         self.manager = service.manager
-        self.backend = str(self.manager.configuration.config_group)
+        self.backend = name
         self.channel = channel
         self.strict = strict
         self.gate = DrainGate(self.backend)
@@ -154,10 +166,16 @@ class BackendWorker:
     # -- start -----------------------------------------------------------------
     def start(self) -> None:
         self.rpc_gate.wrap(self.manager)
-        if self.strict:
+        if self.strict and getattr(self.manager, "driver", None) is not None:
+            # cinder-volume's driver is set up inside init_host.  cinder-backup
+            # checks its driver in a looping call that outlives init_host
+            # (BackupManager.setup_backup_backend): nothing to wait for there;
+            # a backup sent to a worker whose driver is not up fails as cinder's
+            # own "backup service is down".
             self._require_initialised_driver()
         try:
-            with capturing_errors("cinder.volume.manager", self._errors):
+            # cinder's "Failed to initialize driver." record, from whichever manager this is.
+            with capturing_errors(type(self.manager).__module__, self._errors):
                 self.service.start()
         except Exception as exc:
             reason = str(exc) if isinstance(exc, DriverDidNotStart) else f"{type(exc).__name__}: {exc}"
@@ -166,7 +184,7 @@ class BackendWorker:
             self._wait_for_exit_order()
             # Nothing consumed, nothing in flight: nothing to drain.
             os._exit(3)
-        initialised = bool(getattr(self.manager.driver, "initialized", False))
+        initialised = driver_initialised(self.manager)
         self._send(
             {
                 "event": "ready",
@@ -269,10 +287,11 @@ class BackendWorker:
             stopper.start()
         for stopper in stoppers:
             stopper.join()
+        in_flight_at_stop = self.gate.in_flight
         LOG.info(
             "reload: backend %s stopped consuming RPC (%d in flight); draining up to %gs",
             self.backend,
-            self.gate.in_flight,
+            in_flight_at_stop,
             timeout,
         )
         try:
@@ -294,7 +313,12 @@ class BackendWorker:
         # periodic tasks skip their turn (a stale capability report sent
         # after the new worker's own would mislead the scheduler).
         self.rpc_gate.retired = True
-        return {"ok": True, "stopped_at": stopped_at, "drained_s": round(time.monotonic() - stopped_at, 6)}
+        return {
+            "ok": True,
+            "stopped_at": stopped_at,
+            "drained_s": round(time.monotonic() - stopped_at, 6),
+            "in_flight": in_flight_at_stop,
+        }
 
     def resume(self) -> Message:
         """The successor did not come up: serve again, on the configuration this worker always had."""
@@ -338,5 +362,5 @@ class BackendService(WrappedService):
         if self.channel is None:  # not forked by the reloading launcher
             self.inner.start()
             return
-        self.worker = BackendWorker(self.inner, self.channel, strict=self.strict)
+        self.worker = BackendWorker(self.inner, self.channel, strict=self.strict, name=self.name)
         self.worker.start()

@@ -110,6 +110,10 @@ class WorkerHandle:
 
     def request(self, op: str, wait: float, **fields: Any) -> Message:
         """Send one request and wait for its answer; ChannelClosed if the worker is gone."""
+        return self.reply_to(self.send_request(op, wait, **fields))
+
+    def send_request(self, op: str, wait: float, **fields: Any) -> tuple[str, int, float]:
+        """Send one request; what :meth:`reply_to` needs to wait for its answer (up to ``wait`` seconds)."""
         self._next_id += 1
         ident = self._next_id
         deadline = time.monotonic() + wait
@@ -117,10 +121,15 @@ class WorkerHandle:
         # worker that reads this after we gave up (SIGSTOPped, starved) must
         # not act on it, or the reload reported failed would apply after all.
         self.channel.send({"op": op, "id": ident, "deadline": deadline, **fields})
+        return op, ident, deadline
+
+    def reply_to(self, sent: tuple[str, int, float]) -> Message:
+        """The answer to a request :meth:`send_request` sent; TimeoutError past its deadline."""
+        op, ident, deadline = sent
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"no answer to {op!r} within {wait:g}s")
+                raise TimeoutError(f"no answer to {op!r} in time")
             try:
                 reply = self.replies.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -138,13 +147,15 @@ class WorkerHandle:
         """
         deadline = time.monotonic() + timeout
         self.exited.wait(timeout)
+        # Short polls: this wait is on the path to READY=1 (the reap itself
+        # comes within oslo.service's 10 ms wait interval).
         while pid_alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.002)
         if pid_alive(self.pid):
             return False
         reaped_by = min(deadline, time.monotonic() + 1.0)
         while os.path.exists(f"/proc/{self.pid}") and time.monotonic() < reaped_by:
-            time.sleep(0.005)
+            time.sleep(0.002)
         return True
 
     def kill(self) -> None:
@@ -160,17 +171,54 @@ class WorkerHandle:
             self.kill()
             self.wait_exited(5.0)
 
-    def retire(self, drain_timeout: float) -> Message:
-        """Ask the worker to stop consuming and drain (backend_worker.BackendWorker.retire); its reply."""
+    def retire(self, drain_timeout: float) -> Callable[[], Message]:
+        """Ask the worker to stop consuming and drain (backend_worker.BackendWorker.retire).
+
+        Returns at once, with the function that waits for the worker's reply:
+        the worker drains in its own process while the caller goes on.
+        """
         try:
-            return self.request("retire", drain_timeout + 10.0, timeout=drain_timeout)
-        except (ChannelClosed, TimeoutError) as exc:
-            return {"ok": False, "reason": f"no answer from the worker: {exc}"}
+            sent = self.send_request("retire", drain_timeout + 10.0, timeout=drain_timeout)
+        except ChannelClosed as exc:
+            failed: Message = {"ok": False, "reason": f"no answer from the worker: {exc}"}
+            return lambda: failed
+
+        def reply() -> Message:
+            try:
+                return self.reply_to(sent)
+            except (ChannelClosed, TimeoutError) as exc:
+                return {"ok": False, "reason": f"no answer from the worker: {exc}"}
+
+        return reply
 
 
 #: The option that says which backends run: cinder-volume's workers step adds
 #: and removes backends when it changes, instead of leaving it to a restart.
 ENABLED_BACKENDS: OptKey = ("DEFAULT", "enabled_backends")
+
+#: Sections every backend's worker reads (cinder's own options, the drivers'
+#: shared defaults, the transports'): a change there is applied by replacing
+#: every worker, one at a time.  Options the main process set up for all of
+#: them and cannot set up again (logging, process management) are
+#: restart-only (options.py) and never reach this step.
+SHARED_GROUPS: tuple[str, ...] = (
+    "DEFAULT",
+    "backend_defaults",
+    "database",
+    "oslo_messaging_notifications",
+    "oslo_messaging_rabbit",
+    "oslo_messaging_kafka",
+)
+
+#: The [DEFAULT] options of the transports; with any option of an
+#: ``oslo_messaging_*`` section they make a roll set the transports up again.
+_TRANSPORT_DEFAULTS = frozenset({"transport_url", "rpc_response_timeout", "control_exchange"})
+
+
+def _moves_transport(change: OptionChange) -> bool:
+    return change.group.startswith("oslo_messaging_") or (
+        change.group == "DEFAULT" and change.name in _TRANSPORT_DEFAULTS
+    )
 
 
 _NOT_STARTED = "not started: cinder could not create its service (see the log); the next reload tries again"
@@ -188,17 +236,38 @@ class BackendWorkers:
         launch: Callable[[str], None],
         backends: Callable[[], Collection[str]],
         membership: Callable[[str, bool], None] | None = None,
+        *,
+        reset_transports: Callable[[], None] | None = None,
+        reset_database: Callable[[], None] | None = None,
+        shared: Callable[[], Collection[OptKey]] | None = None,
+        launched_by: str = "cinder.cmd.volume",
     ) -> None:
-        #: cinder's own start path for one backend (cinder.cmd.volume._launch_service).
+        #: cinder's own start path for one worker (cinder.cmd.volume._launch_service).
         self._launch = launch
+        #: Drops this process's RPC and notification transports, so that the
+        #: next start path sets them up from the configuration as it is then
+        #: (cinder's Service.__init__ calls rpc.init() when there are none).
+        self._reset_transports = reset_transports
+        #: The same for the database engine (the next query starts a new one).
+        self._reset_database = reset_database
         self._backends = backends
         #: Adds (True) or removes (False) a backend where the launcher names
         #: its workers; None: backends are fixed until a restart.
         self._membership = membership
+        #: Identical workers (cinder-backup's processes) rather than one per
+        #: config section: these options, used by every worker, are carried
+        #: out by replacing the workers one after the other (_roll).
+        self._shared = shared
+        #: The module whose error records say why cinder could not create a worker's service.
+        self.launched_by = launched_by
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
         #: Launches a reload started whose fork waits for its go (_Launch).
         self._held: dict[str, _Launch] = {}
+        #: Live values a worker did not take (it did not answer in time, or
+        #: refused), by (group, option): the main process runs them, so no
+        #: later diff shows them; the next reload sends them again.
+        self._owed: dict[str, dict[tuple[str, str], Message]] = {}
         self._lock = threading.Lock()
 
     # -- what the launcher tells us --------------------------------------------
@@ -213,6 +282,8 @@ class BackendWorkers:
     def forked(self, handle: WorkerHandle) -> None:
         with self._lock:
             self.handles[handle.name] = handle
+            # A new process inherits the main process's values: it owes nothing.
+            self._owed.pop(handle.name, None)
         if handle.strict:
             # Not respawned by oslo.service until it proved it can come up:
             # a driver that cannot start would otherwise be forked again and
@@ -279,23 +350,55 @@ class BackendWorkers:
 
     # -- the reload ------------------------------------------------------------
     def groups(self) -> Collection[str]:
-        return frozenset(self._backends())
+        # Identical workers are named backup1..N: no config section of theirs.
+        if self._shared is not None:
+            return frozenset()
+        return frozenset(self._backends()) | frozenset(self.shared_groups())
+
+    def shared_groups(self) -> Collection[str]:
+        # Backends (one worker per section) on eventlet only: identical
+        # workers roll on their own options (_roll_identical), and on
+        # cotyledon the workers are not replaced one by one.
+        return frozenset(SHARED_GROUPS) if self._membership is not None and self._shared is None else frozenset()
 
     def owned_options(self) -> Collection[OptKey]:
+        if self._shared is not None:
+            return tuple(self._shared())
         return (ENABLED_BACKENDS,) if self._membership is not None else ()
 
     def required_groups(self) -> Collection[str]:
         # Which sections must exist follows enabled_backends (a candidate
         # check names a listed backend without one); a backend taken out of
         # the list may lose its section.
-        return () if self._membership is not None else self.groups()
+        # Identical workers (backup1..N) have no section at all.
+        return () if self._membership is not None else frozenset(self.groups()) - frozenset(self.shared_groups())
 
     def candidate_groups(self, candidate: Any) -> Collection[str]:
         if self._membership is None:
             return self.groups()
         return frozenset(self.groups()) | frozenset(_backend_list(candidate.enabled_backends))
 
+    def _connections_follow(self, shared: tuple[OptionChange, ...]) -> None:
+        """Where a roll changes the transports or the database: the next worker's start
+        connects with the values now in force.
+
+        The old workers keep what they were forked with (their own copies,
+        connected in their own process) until they are replaced.
+        """
+        if self._reset_transports is not None and any(_moves_transport(c) for c in shared):
+            self._reset_transports()
+        if self._reset_database is not None and any(c.group == "database" for c in shared):
+            self._reset_database()
+
+    def _shared_changes(self, plan: WorkerPlan) -> tuple[OptionChange, ...]:
+        """Changes of the sections every worker reads, but not those this step carries out itself."""
+        owned = set(self.owned_options())
+        changes = (c for group in self.shared_groups() for c in plan.changes_of(group))
+        return tuple(c for c in changes if c.key not in owned)
+
     def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        if self._shared is not None:
+            return self._roll_identical(plan)
         membership = plan.change(ENABLED_BACKENDS) if self._membership is not None else None
         old = _backend_list(membership.old) if membership else []
         new = _backend_list(membership.new) if membership else []
@@ -306,11 +409,21 @@ class BackendWorkers:
         # earlier reload's replacement) has no worker: each reload tries again.
         retried = [b for b in self.missing() if b not in removed and (membership is None or b in new)]
         results: dict[str, WorkerResult] = {}
+        shared = self._shared_changes(plan)
+        # From here on a new worker inherits the new shared values: a backend
+        # added (or started again) by this reload too.
+        undo_shared = plan.overrides.set(shared) if shared else {}
+        self._connections_follow(shared)
         if membership is not None:
             membership_results = self._change_membership(plan, membership, added, removed)
             results.update(membership_results)
         for name in retried:
             results[name] = self.add(name, plan, member=False)
+
+        if shared:
+            running = sorted(set(self.handles) - set(removed))
+            results.update(self._roll(plan, shared, undo_shared, running, results))
+            return [results[name] for name in sorted(results)]
 
         # Each backend is its own resource (its queue, its array): changed
         # ones are replaced side by side, the others are never paused.
@@ -323,7 +436,7 @@ class BackendWorkers:
         # upgrade, and the worker's reset() does it, as oslo.service's did.
         untouched = bool(changed or added or removed or retried) and not live
         for name in sorted(set(self.handles) - set(changed) - set(added) - set(removed) - set(retried)):
-            if untouched:
+            if untouched and not self.owes(name):
                 pid = self.handles[name].pid
                 results[name] = WorkerResult(name, pid, True, f"{name} (pid {pid}): unchanged")
             else:
@@ -331,6 +444,49 @@ class BackendWorkers:
         for thread in threads:
             thread.join()
         return [results[name] for name in sorted(results)]
+
+    def _roll_identical(self, plan: WorkerPlan) -> list[WorkerResult]:
+        """Identical workers: a change of the options they share replaces them one after the other.
+
+        One at a time, so the service never has more than one worker paused
+        (its other workers consume the shared queue meanwhile).  The first
+        worker that cannot be replaced (no drain in time, a new worker that
+        does not come up) stops the roll: it keeps serving on its previous
+        configuration, the workers after it are not touched and the reload
+        fails.  The workers replaced before it run the new values (their
+        results say so); the options stay pinned to the previous ones and
+        count as not applied, so the next reload replaces every worker again.
+        """
+        assert self._shared is not None
+        changes = tuple(c for key in self._shared() if (c := plan.change(key)) is not None)
+        live = [{"group": c.group, "name": c.name, "value": c.new, "secret": c.secret} for c in plan.live if not c.raw]
+        names = sorted(self.handles)
+        results: list[WorkerResult] = []
+        if not changes:
+            results += [self.tell(name, live, plan) for name in names]
+            return results + [WorkerResult(name, None, False, f"{name}: {_NOT_STARTED}") for name in self.missing()]
+        stopped: str | None = None
+        for name in names:
+            if stopped is not None:
+                pid = self.handles[name].pid
+                results.append(
+                    WorkerResult(name, pid, False, f"{name} (pid {pid}): not replaced ({stopped} could not be)")
+                )
+                continue
+            try:
+                done = self.replace(name, plan)
+            except Exception as exc:  # a bug must not leave the others unreported
+                LOG.exception("reload #%d: %s: internal error", plan.generation, name)
+                done = WorkerResult(name, None, False, f"internal error: {type(exc).__name__}: {exc}")
+            results.append(done)
+            if not done.ok:
+                stopped = name
+        if stopped is None:
+            results = [replace(r, applied_options=tuple(c.key for c in changes)) for r in results]
+        else:
+            # What runs is mixed: the options say what the next reload must redo.
+            plan.overrides.set(changes, to_new=False)
+        return results
 
     def _change_membership(
         self, plan: WorkerPlan, membership: OptionChange, added: list[str], removed: list[str]
@@ -397,7 +553,7 @@ class BackendWorkers:
         old = self.handles[name]
         LOG.info("reload #%d: backend %s removed: draining its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0
-        reply = old.retire(plan.drain_timeout)
+        reply = old.retire(plan.drain_timeout)()
         if not reply.get("ok") and not old.exited.is_set():
             old.wrap.workers = 1
             reason = f"could not drain: {reply.get('reason')}"
@@ -406,6 +562,7 @@ class BackendWorkers:
         with self._lock:
             if self.handles.get(name) is old:
                 del self.handles[name]
+                self._owed.pop(name, None)
         self._membership(name, False)
         # Its section's options (gone from the files) are no longer pinned to
         # what the stopped worker ran, and count as done, not as "not applied".
@@ -420,31 +577,125 @@ class BackendWorkers:
             applied_options=tuple(c.key for c in gone),
         )
 
+    def owes(self, name: str) -> bool:
+        """Whether ``name``'s worker missed live values an earlier reload sent."""
+        with self._lock:
+            return bool(self._owed.get(name))
+
     def tell(self, name: str, live: list[Message], plan: WorkerPlan) -> WorkerResult:
-        """An unchanged backend: the live values, nothing else."""
+        """An unchanged backend: the live values, and those it missed at an earlier reload."""
         handle = self.handles[name]
+        with self._lock:
+            owed = dict(self._owed.get(name, {}))
+        values = {**owed, **{(m["group"], m["name"]): m for m in live}}
         try:
-            reply = handle.request("apply", plan.timeout, options=live)
+            reply = handle.request("apply", plan.timeout, options=list(values.values()))
         except (ChannelClosed, TimeoutError) as exc:
-            return WorkerResult(
-                name, handle.pid, False, f"worker {name} (pid {handle.pid}) did not take the change: {exc}"
-            )
-        if not reply.get("ok"):
-            return WorkerResult(name, handle.pid, False, f"worker {name} (pid {handle.pid}): {reply.get('reason')}")
-        what = f"{len(live)} live option(s) applied" if live else "unchanged"
+            failure: str | None = f"worker {name} (pid {handle.pid}) did not take the change: {exc}"
+        else:
+            failure = None if reply.get("ok") else f"worker {name} (pid {handle.pid}): {reply.get('reason')}"
+        with self._lock:
+            if failure is None:
+                self._owed.pop(name, None)
+            else:
+                # It runs its previous values until a reload reaches it (or it is replaced).
+                self._owed[name] = values
+        if failure is not None:
+            return WorkerResult(name, handle.pid, False, failure)
+        what = f"{len(values)} live option(s) applied" if values else "unchanged"
+        if owed:
+            what += f" ({len(owed)} missed at an earlier reload)"
         return WorkerResult(name, handle.pid, True, f"{name} (pid {handle.pid}): {what}")
 
-    def replace(self, name: str, plan: WorkerPlan) -> WorkerResult:
+    def _roll(
+        self,
+        plan: WorkerPlan,
+        shared: tuple[OptionChange, ...],
+        undo_shared: dict[OptKey, Any],
+        names: list[str],
+        earlier: dict[str, WorkerResult],
+    ) -> dict[str, WorkerResult]:
+        """A change every backend reads: each worker replaced in turn, never two paused at once.
+
+        Each new worker inherits the new shared values (and its own section's)
+        from this process.  The first one that does not come up stops the
+        roll (its old worker consumes again, as in :meth:`replace`), and the
+        backends replaced before it are replaced once more, on the previous
+        values: after the reload the backends run the configuration they ran
+        before, and the reload reports why.  ``earlier``: backends this
+        reload already started (added, or started again), on the new values.
+        """
+        groups = tuple(sorted({c.group for c in shared}))
+        LOG.info(
+            "reload #%d: %s changed: replacing the workers of %s one at a time",
+            plan.generation,
+            ", ".join(f"[{g}]" for g in groups),
+            ", ".join(names),
+        )
+        results: dict[str, WorkerResult] = {}
+        done: list[str] = []
+        failed: WorkerResult | None = None
+        for name in names:
+            result = earlier.get(name) or self.replace(name, plan)
+            results[name] = result
+            if not result.ok:
+                failed = result
+                break
+            done.append(name)
+        if failed is None:
+            return {name: replace(r, reinitialized=tuple(r.reinitialized) + groups) for name, r in results.items()}
+        reason = failed.failed_groups.get(failed.name) or failed.message
+        why = f"the new worker of {failed.name} did not come up ({reason})"
+        plan.overrides.undo(undo_shared)
+        self._connections_follow(shared)  # the put-back workers on the previous transports
+        results[failed.name] = replace(failed, failed_groups={**failed.failed_groups, **dict.fromkeys(groups, why)})
+        for name in reversed(done):
+            if name in earlier:
+                # Started by this reload on the new shared values: it stays so, and says so.
+                results[name] = replace(
+                    earlier[name], message=f"{earlier[name].message}; on the new {', '.join(groups)} values: {why}"
+                )
+                continue
+            back = self.replace(name, plan, to_new=False)
+            state = (
+                f"put back on the previous configuration (pid {back.pid})"
+                if back.ok
+                else f"could not be put back on the previous configuration: {back.message}"
+            )
+            results[name] = replace(
+                back,
+                message=f"{name}: {state}: {why}",
+                reinitialized=(),
+                failed_groups={name: why} if plan.changes_of(name) or not back.ok else {},
+            )
+        for name in names[names.index(failed.name) + 1 :]:
+            handle = self.handles[name]
+            results[name] = WorkerResult(
+                name,
+                handle.pid,
+                True,
+                f"{name} (pid {handle.pid}): kept its worker on the previous configuration: {why}",
+                failed_groups={name: why} if plan.changes_of(name) else {},
+            )
+        return results
+
+    def replace(self, name: str, plan: WorkerPlan, *, to_new: bool = True) -> WorkerResult:
+        """A fresh worker for ``name`` on its section's new values (``to_new``) or its previous ones."""
         old = self.handles[name]
         LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
-        undo = plan.overrides.set(plan.changes_of(name))  # the backend's new values
+        # The values its new worker starts with (``to_new``), or the previous ones (a put-back).
+        undo = plan.overrides.set(self._changes_for(name, plan), to_new=to_new)
+        paused_at = time.monotonic()
+        drained = old.retire(plan.drain_timeout)
         # cinder's start path runs up to the fork while the old worker drains:
         # Service.create() (the manager, the driver object, the service
         # record) needs no quiet backend, only the fork does (init_host).
+        # The retire request goes out first: Service.create() holds this
+        # process for tens of milliseconds without yielding (seen: 12-45 ms
+        # before the request left when the launch went first).
         launch = _Launch(self, name, strict=True)
-        paused_at = time.monotonic()
-        reply = old.retire(plan.drain_timeout)
+        reply = drained()
         paused_at = float(reply.get("stopped_at") or paused_at)
         if not reply.get("ok"):
             launch.cancel()
@@ -482,6 +733,9 @@ class BackendWorkers:
                 old_pid=old.pid,
                 paused_s=round(ready_at - paused_at, 6),
                 start_s=round(ready_at - new.forked_at, 6),
+                drained_in_flight=reply.get("in_flight"),
+                drained_s=reply.get("drained_s"),
+                paused_at=round(paused_at, 6),
             )
         failure = why or "unknown"
         plan.overrides.undo(undo)
@@ -512,7 +766,14 @@ class BackendWorkers:
             old_pid=old.pid,
             paused_s=round(float(resumed.get("at") or time.monotonic()) - paused_at, 6),
             start_s=None,
+            paused_at=round(paused_at, 6),
         )
+
+    def _changes_for(self, name: str, plan: WorkerPlan) -> tuple[OptionChange, ...]:
+        """What a new worker of ``name`` starts with: its section's changes, or the shared options'."""
+        if self._shared is None:
+            return plan.changes_of(name)
+        return tuple(c for key in self._shared() if (c := plan.change(key)) is not None)
 
     def _retire(self, old: WorkerHandle) -> None:
         """The successor is up: the old worker leaves through cinder's own graceful stop."""
@@ -551,6 +812,7 @@ class BackendWorkers:
             old_pid=old.pid,
             paused_s=round(ready_at - paused_at, 6),
             start_s=None,
+            paused_at=round(paused_at, 6),
         )
 
     # -- the launcher's side of a launch -----------------------------------------
@@ -612,7 +874,7 @@ class _Launch:
 
     def _run(self) -> None:
         try:
-            with capturing_errors("cinder.cmd.volume") as errors:
+            with capturing_errors(self._workers.launched_by) as errors:
                 self._workers._launch(self.name)
             self._errors = errors.reason()
         except Exception as exc:  # cinder's _launch_service logs and swallows its own

@@ -32,6 +32,8 @@ class Integration:
     notify_address: str | None
     state_dir: Path
     restart_only: frozenset[OptKey] = frozenset()
+    #: Restart-only options computed at start (options.main_process_options), with their reasons.
+    main_process_reasons: Mapping[OptKey, str] = field(default_factory=dict)
     #: Groups a worker re-initialises, by worker name (cinder-volume: backend -> [backend]).
     worker_groups: Mapping[str, list[str]] = field(default_factory=dict)
     worker_setup: WorkerSetup | None = None
@@ -40,6 +42,11 @@ class Integration:
     publisher: str = "volume"
     #: oslo.service's threading backend (cotyledon) rather than eventlet.
     threading_backend: bool = False
+    #: Options every worker uses, applied by replacing the workers one after
+    #: the other (cinder-backup's processes: the backup driver's options).
+    #: Asked at each reload: the driver registers its options when cinder
+    #: creates the service, after ``prepare``.
+    shared_options: Callable[[cfg.ConfigOpts], frozenset[OptKey]] = lambda conf: frozenset()
     #: The service's own rules on a candidate configuration (ReloadCycle.candidate_checks).
     candidate_checks: Sequence[Callable[[cfg.ConfigOpts], Sequence[ConfigProblem]]] = ()
 
@@ -68,13 +75,11 @@ class Integration:
         """Reload events on the service's own notification transport, if it has one."""
         try:
             from cinder import rpc
-
-            transport = rpc.NOTIFICATION_TRANSPORT
         except ImportError:
             return []
-        if transport is None:
+        if rpc.NOTIFICATION_TRANSPORT is None:
             return []
-        return [OsloMessagingEvents(transport, publisher_id=f"{self.publisher}.{self.conf.host}")]
+        return [_CurrentTransportEvents(f"{self.publisher}.{self.conf.host}")]
 
     def all_worker_groups(self) -> set[str]:
         return {g for groups in self.worker_groups.values() for g in groups}
@@ -87,7 +92,7 @@ class Integration:
             notifier=self.notifier(),
             state_dir=self.state_dir,
             restart_only=self.restart_only,
-            restart_reasons=restart_reasons(sorted(self.all_worker_groups())),
+            restart_reasons={**restart_reasons(sorted(self.all_worker_groups())), **self.main_process_reasons},
             drain_timeout=self.drain_timeout,
             candidate_checks=self.candidate_checks,
             **extra,
@@ -104,10 +109,34 @@ class Integration:
             notifier=SystemdNotifier(environ={}),
             state_dir=self.state_dir,
             restart_only=self.restart_only,
-            restart_reasons=restart_reasons(sorted(own)),
+            restart_reasons={**restart_reasons(sorted(own)), **self.main_process_reasons},
             drain_timeout=self.drain_timeout,
             ignored_groups=self.all_worker_groups() - own,
         )
         if self.worker_setup is not None:
             self.worker_setup(engine, inner)
         return engine
+
+
+class _CurrentTransportEvents:
+    """Events on cinder's notification transport as it is when each is sent.
+
+    A reload that changed the transports (cinder-volume, backends.py) sets
+    them up again; the events of that reload and later ones go out on the
+    new one, not on the transport the service started with.
+    """
+
+    def __init__(self, publisher_id: str) -> None:
+        self.publisher_id = publisher_id
+        self._transport: Any = None
+        self._sink: OsloMessagingEvents | None = None
+
+    def emit(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        from cinder import rpc
+
+        transport = rpc.NOTIFICATION_TRANSPORT
+        if transport is None:
+            raise RuntimeError("no notification transport (being set up again by this reload)")
+        if transport is not self._transport or self._sink is None:
+            self._transport, self._sink = transport, OsloMessagingEvents(transport, publisher_id=self.publisher_id)
+        self._sink.emit(event_type, payload)

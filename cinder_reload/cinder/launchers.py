@@ -61,6 +61,38 @@ def _worker_name(service: Any, integration: Integration) -> str:
     return str(getattr(service, "name", None) or "worker")
 
 
+def _reset_transports() -> None:
+    """cinder's RPC and notification transports dropped in this process.
+
+    cinder's own start path sets them up again: ``Service.__init__`` calls
+    ``rpc.init(CONF)`` when ``rpc.initialized()`` is false.  Only a reload
+    that changed a transport's options calls this, right before it starts
+    the first new worker.
+    """
+    from cinder import rpc
+
+    if rpc.initialized():
+        rpc.cleanup()
+
+
+def _reset_database() -> None:
+    """cinder's database engine dropped in this process.
+
+    oslo.db's engine facade starts once per factory and reads ``[database]``
+    when it does; a fresh copy of the factory (``make_new_manager()``)
+    patched into cinder's context manager (``patch_factory()``, oslo.db's
+    own way to point a manager at another configuration) starts at the next
+    query, the next worker's
+    ``Service.create()``, from the values then in force.  The old engine's
+    pooled connections in this process are closed first (each worker has
+    its own: oslo.db's process guards never share a connection across a fork).
+    """
+    from cinder.db import api as db_api
+
+    db_api.main_context_manager.dispose_pool()
+    db_api.main_context_manager.patch_factory(db_api.main_context_manager.make_new_manager())
+
+
 def install(integration: Integration) -> None:
     """Point cinder's launcher factories at the reloading launchers."""
     from cinder import service as cinder_service
@@ -73,6 +105,9 @@ def install(integration: Integration) -> None:
             self._reload_workers: dict[str, WorkerService] = {}
             self.backends: BackendWorkers | None = None
             workers: BackendWorkers | SignalledWorkers
+            #: cinder-backup's processes: the slot name of each process number cinder was given.
+            self._backup_slots: dict[int, str] = {}
+            self._backup_semaphore: Any = None
             if integration.service == "cinder-volume":
                 from cinder.cmd import volume as volume_cmd
 
@@ -80,6 +115,17 @@ def install(integration: Integration) -> None:
                     lambda backend: volume_cmd._launch_service(self, backend),
                     lambda: list(integration.worker_groups),
                     None if integration.threading_backend else integration.set_worker_group,
+                    reset_transports=_reset_transports,
+                    reset_database=_reset_database,
+                )
+            elif integration.service == "cinder-backup" and not integration.threading_backend:
+                # backup_workers > 1 (one process runs through serve()): N
+                # identical processes, replaced one after the other (backup.py).
+                self.backends = workers = BackendWorkers(
+                    self._launch_backup,
+                    lambda: sorted(set(self._backup_slots.values())),
+                    shared=lambda: integration.shared_options(integration.conf),
+                    launched_by="cinder.cmd.backup",
                 )
             else:
                 workers = SignalledWorkers(
@@ -97,6 +143,8 @@ def install(integration: Integration) -> None:
 
         def launch_service(self, service: Any, workers: int = 1) -> None:
             name = _worker_name(service, integration)
+            if integration.service == "cinder-backup" and self.backends is not None:
+                name = self._backup_slot(service)
             if self.backends is not None and not integration.threading_backend:
                 if self.backends.may_fork(name):  # a reload forks only once the old worker drained
                     super().launch_service(BackendService(service, name), workers)
@@ -106,6 +154,32 @@ def install(integration: Integration) -> None:
             wrapped = WorkerService(service, name, integration, copies=workers)
             self._reload_workers[name] = wrapped
             super().launch_service(wrapped, workers)
+
+        def _backup_slot(self, service: Any) -> str:
+            """The worker name of a cinder-backup process: ``backupN`` for cinder's process N at start."""
+            manager = service.manager
+            if self._backup_semaphore is None:
+                # The semaphore cinder's main() made for all its processes
+                # (backup_max_operations across them): replacements share it.
+                self._backup_semaphore = getattr(manager, "_semaphore", None)
+            number = int(getattr(manager, "_process_number", 1))
+            return self._backup_slots.setdefault(number, f"backup{number}")
+
+        def _launch_backup(self, name: str) -> None:
+            """A new process for the slot ``name``, through cinder's own start path.
+
+            It gets a process number cinder never gave at start (higher than
+            backup_workers): cinder's process 1 resets every unfinished backup
+            of the host in its init_host, which is right when the service
+            starts and wrong while the other processes run backups; every
+            other number joins a running service, which is what a
+            replacement does.
+            """
+            from cinder.cmd import backup as backup_cmd
+
+            number = max(self._backup_slots, default=0) + 1
+            self._backup_slots[number] = name
+            backup_cmd._launch_backup_process(self, number - 1, self._backup_semaphore)
 
         def _start_child(self, wrap: Any) -> int:
             service = wrap.service

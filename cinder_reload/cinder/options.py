@@ -21,8 +21,11 @@ __all__ = [
     "config_args",
     "missing_backend_sections",
     "default_restart_only_except",
+    "main_process_options",
     "RELOAD_OPTS",
+    "DATABASE_OPTIONS",
     "SERVICES",
+    "TRANSPORT_OPTIONS",
     "register_api_opts",
     "register_backup_opts",
     "register_reload_opts",
@@ -72,6 +75,22 @@ _PER_SERVICE_RESTART_ONLY: dict[str, tuple[OptKey, ...]] = {
 
 
 _RPC = "the RPC transport is set up once, in the main process, and every worker inherits it"
+
+#: The transports' options: cinder-volume (on eventlet) applies them by
+#: setting its transports up again and replacing every backend's worker
+#: (backends.BackendWorkers), so they are restart-only for the other services only.
+TRANSPORT_OPTIONS: frozenset[OptKey] = frozenset(
+    {
+        ("DEFAULT", "transport_url"),
+        ("DEFAULT", "rpc_response_timeout"),
+        ("DEFAULT", "control_exchange"),
+        ("oslo_messaging_notifications", "transport_url"),
+    }
+)
+
+#: The database's: the same for cinder-volume, which starts a new engine
+#: (oslo.db's engine facade replaced) before it replaces every worker.
+DATABASE_OPTIONS: frozenset[OptKey] = frozenset({("database", "connection"), ("database", "slave_connection")})
 _IDENTITY = "the service's identity: its volumes and its service record belong to this name"
 
 #: Why each restart-only option needs a restart, in the operator's words
@@ -100,6 +119,35 @@ RESTART_REASONS: dict[OptKey, str] = {
     ("DEFAULT", "osapi_volume_workers"): "the number of API processes is fixed when the service starts",
     ("DEFAULT", "api_paste_config"): "the WSGI pipeline is loaded once, at start",
 }
+
+
+#: oslo.config.opts entry points (the libraries' own lists, as oslo-config-generator
+#: reads them) whose [DEFAULT] options only cinder-volume's main process acts on.
+_MAIN_PROCESS_LIBRARIES = {"oslo.log": "logging", "oslo.service.service": "process management"}
+
+
+def main_process_options() -> dict[OptKey, str]:
+    """cinder-volume's [DEFAULT] options that replacing its workers cannot apply, with the reason.
+
+    A change of [DEFAULT] is applied by replacing every backend's worker
+    (backends.SHARED_GROUPS); oslo.log's logging and oslo.service's process
+    management are set up in the main process and inherited by each worker,
+    so a new worker would not take them.  Their mutable options (``debug``,
+    ``log_config_append``) stay live: oslo.log applies those itself.
+    """
+    from importlib.metadata import entry_points
+
+    found: dict[OptKey, str] = {}
+    for entry in entry_points(group="oslo.config.opts"):
+        what = _MAIN_PROCESS_LIBRARIES.get(entry.name)
+        if what is None:
+            continue
+        reason = f"{what} ({entry.name}) is set up once, in the main process, and every worker inherits it"
+        for group, opts in entry.load()():
+            if group not in (None, "DEFAULT"):
+                continue
+            found.update((("DEFAULT", opt.dest), reason) for opt in opts if not opt.mutable)
+    return found
 
 
 def restart_reasons(backends: Sequence[str] = ()) -> dict[OptKey, str]:

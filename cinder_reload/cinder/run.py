@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from ..state import runtime_dir
-from .options import SERVICES, config_args, missing_backend_sections, register_reload_opts, restart_only
+from .options import (
+    DATABASE_OPTIONS,
+    SERVICES,
+    TRANSPORT_OPTIONS,
+    config_args,
+    main_process_options,
+    missing_backend_sections,
+    register_reload_opts,
+    restart_only,
+)
 
 __all__ = ["run"]
 
@@ -32,7 +41,15 @@ def _volume_prepare(integration: Any) -> None:
     """Once cinder parsed its command line: one worker per enabled backend."""
     backends = [b for b in integration.conf.enabled_backends or [] if b]
     integration.worker_groups = {b: [b] for b in backends}
-    integration.restart_only = restart_only("cinder-volume", backends)
+    # [DEFAULT] is applied by replacing the workers, except what only the
+    # main process acts on (its logging, its process management).
+    integration.main_process_reasons = main_process_options()
+    # The transports and the database too, where the workers are replaced
+    # (not on cotyledon, which forks them again from this process as it is).
+    rolled = frozenset() if integration.threading_backend else TRANSPORT_OPTIONS | DATABASE_OPTIONS
+    integration.restart_only = (
+        restart_only("cinder-volume", backends) - rolled
+    ) | frozenset(integration.main_process_reasons)
 
 
 def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) -> None:
@@ -109,9 +126,7 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
     elif service == "cinder-backup":
         from . import backup
 
-        integration.prepare = lambda i: setattr(
-            i, "restart_only", backup.restart_only_for_backup(i.conf, restart_only(service))
-        )
+        integration.prepare = backup.prepare
         integration.worker_setup = backup.setup
         integration.publisher = "backup"
     install(integration)

@@ -6,9 +6,18 @@ classes once; ``FilterScheduler`` reads ``scheduler_max_attempts`` once.  An
 edit of any of them is re-initialised here: the new filters, handler and
 weighers are resolved first (an unknown name fails the reload and the old
 ones stay), then swapped in while the scheduler's RPC calls are drained.
-The host manager's capability state (what each backend last reported) is
-kept: rebuilding it would blind the scheduler until every backend reports
-again.  Every other immutable [DEFAULT] option is restart-only.
+The weighers' multipliers (``capacity_weight_multiplier``, ...) are read
+from the configuration at every decision: nothing caches them, so the
+re-initialisation is what releases them from the pin every immutable
+change gets until its group is rebuilt.  The host manager's capability
+state (what each backend last reported) is kept: rebuilding it would blind
+the scheduler until every backend reports again.  Every other immutable
+[DEFAULT] option is restart-only.
+
+The scheduler is one process (oslo.service's ServiceLauncher): there is no
+worker to replace, so the rebuild is in place, and
+tests/stack/test_scheduler_backup.py proves it by where the next volume
+lands.
 """
 
 from __future__ import annotations
@@ -27,9 +36,21 @@ __all__ = ["REINIT_OPTIONS", "SchedulerReinitializer", "restart_only_for_schedul
 
 LOG = logging.getLogger(__name__)
 
-REINIT_OPTIONS = frozenset(
-    {"scheduler_default_filters", "scheduler_default_weighers", "scheduler_weight_handler", "scheduler_max_attempts"}
+#: Resolved once by the host manager or the filter scheduler: rebuilt here.
+CACHED_OPTIONS = frozenset({"scheduler_default_filters", "scheduler_weight_handler", "scheduler_max_attempts"})
+
+#: Read by the host manager or a weigher at every decision (cinder.scheduler.
+#: host_manager, weights.capacity, weights.volume_number): in effect once unpinned.
+PER_DECISION_OPTIONS = frozenset(
+    {
+        "scheduler_default_weighers",
+        "capacity_weight_multiplier",
+        "allocated_capacity_weight_multiplier",
+        "volume_number_multiplier",
+    }
 )
+
+REINIT_OPTIONS = CACHED_OPTIONS | PER_DECISION_OPTIONS
 
 
 def restart_only_for_scheduler(conf: cfg.ConfigOpts, common: frozenset[OptKey]) -> frozenset[OptKey]:
@@ -62,11 +83,13 @@ class SchedulerReinitializer(GatedReinitializer):
         if hasattr(driver, "max_attempts"):
             driver.max_attempts = max_attempts
         LOG.info(
-            "reload: scheduler caches rebuilt (changed: %s): filters=%s weighers=%s max_attempts=%s",
+            "reload: scheduler caches rebuilt (changed: %s): filters=%s weighers=%s max_attempts=%s "
+            "capacity_weight_multiplier=%s",
             ", ".join(change.options),
             [f.__name__ for f in filters],
             list(conf.scheduler_default_weighers),
             max_attempts,
+            conf.capacity_weight_multiplier,
         )
 
 

@@ -27,6 +27,9 @@ class CotyledonRestart:
     def groups(self) -> Collection[str]:
         return self._groups
 
+    def shared_groups(self) -> Collection[str]:
+        return ()
+
     def owned_options(self) -> Collection[OptKey]:
         return ()
 

@@ -3,16 +3,21 @@
 Run with the cinder venv's interpreter and the service's own cinder.conf
 (same database, same transport)::
 
-    python rpcclient.py CONF create BACKEND_HOST COUNT [--wait S] [--interval S]
+    python rpcclient.py CONF create BACKEND_HOST[,BACKEND_HOST...] COUNT [--wait S] [--interval S]
     python rpcclient.py CONF show ID...
+    python rpcclient.py CONF capabilities BACKEND_HOST
 
-``create`` makes COUNT volume rows (1 GiB, status ``creating``) for the
-backend host ``host@backend#pool`` and casts ``create_volume`` to that
+
+``create`` makes COUNT volume rows (1 GiB, status ``creating``) for each
+backend host ``host@backend#pool`` named and casts ``create_volume`` to that
 backend's queue, one after the other (``--interval`` seconds apart, to
 spread them over a reload); with ``--wait`` it then
 waits up to S seconds for each to leave ``creating``.  It prints one JSON
 object per volume: ``{"id", "status", "sent_at"}`` (CLOCK_MONOTONIC).
-``show`` prints the status of existing volumes.  Nothing here is a mock:
+``show`` prints the status of existing volumes.  ``capabilities`` asks the
+backend's worker for its driver's capabilities (the ``get_capabilities`` call
+cinder-api's capabilities request makes, with ``discover``: the driver reads
+its stats again), which name the ``volume_backend_name`` it runs with.  Nothing here is a mock:
 the casts go through oslo.messaging to the running cinder-volume.
 """
 
@@ -40,13 +45,17 @@ def main(argv: list[str]) -> int:
         return 0
     from cinder.volume import rpcapi as volume_rpcapi
 
-    host, count = rest[0], int(rest[1])
+    if command == "capabilities":
+        print(json.dumps(volume_rpcapi.VolumeAPI().get_capabilities(ctxt, rest[0], True), default=str))
+        return 0
+
+    hosts, count = rest[0].split(","), int(rest[1])
     options = dict(zip(rest[2::2], rest[3::2], strict=False))
     wait = float(options.get("--wait", 0.0))
     interval = float(options.get("--interval", 0.0))
     api = volume_rpcapi.VolumeAPI()
     sent = []
-    for n in range(count):
+    for n, host in ((n, host) for n in range(count) for host in hosts):
         volume = objects.Volume(
             context=ctxt,
             size=1,

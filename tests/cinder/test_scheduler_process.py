@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from cinderproc import CinderService, scheduler_config
+from helpers import wait_until
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
@@ -25,9 +26,13 @@ def test_scheduler_reload_debug_filters_broken_and_restart_only(start_cinder: St
     scheduler.edit(good.replace("debug = false", "debug = true"))
     done = scheduler.reload()
     assert done.returncode == 0 and "1 changed: 1 live" in done.stdout, done.stdout + done.stderr
-    assert re.search(rf" {pid} DEBUG cinder_reload\.events .*reload\.end generation=1", scheduler.log_since(mark))
+    # The end event follows READY=1 and the state file the reload command waits for.
+    ended = rf" {pid} DEBUG cinder_reload\.events .*reload\.end generation=1"
+    wait_until(lambda: re.search(ended, scheduler.log_since(mark)), 30, "the reload.end event, logged at DEBUG")
 
-    # Filters and max attempts: the host manager's caches are rebuilt in place.
+    # Filters and max attempts: re-initialised, not pending a restart.  That
+    # the rebuilt filters decide where the next volume goes is proven with a
+    # whole stack: tests/stack/test_scheduler_backup.py.
     filtered = good.replace(
         "debug = false",
         "debug = true\nscheduler_default_filters = AvailabilityZoneFilter,CapacityFilter\nscheduler_max_attempts = 5",
@@ -35,10 +40,6 @@ def test_scheduler_reload_debug_filters_broken_and_restart_only(start_cinder: St
     scheduler.edit(filtered)
     done = scheduler.reload()
     assert done.returncode == 0 and "re-initialised DEFAULT" in done.stdout, done.stdout + done.stderr
-    assert re.search(
-        r"scheduler caches rebuilt .*filters=\['AvailabilityZoneFilter', 'CapacityFilter'\].*max_attempts=5",
-        scheduler.log(),
-    )
     assert {c["option"] for c in scheduler.state()["changed"]} == {
         "scheduler_default_filters",
         "scheduler_max_attempts",

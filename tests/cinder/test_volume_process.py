@@ -7,6 +7,7 @@ outside: sd_notify datagrams, state files, the log, PIDs.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +61,11 @@ def test_debug_is_applied_in_every_process_with_the_same_pids(start_cinder: Star
     ready = volume.notify.wait_for(lambda m: m.get("READY") == "1", start=reloading)
     assert volume.notify.messages[ready]["STATUS"].startswith("Reload #1 ok")
     # In effect in every process: each logs at DEBUG right after its cycle.
+    # The end event follows READY=1 and the state file the reload command
+    # waits for: give it a moment to be logged.
+    ended = r" DEBUG cinder_reload\.events .*reload\.end generation=1"
+    wait_until(lambda: lines_of(volume.log_since(mark), volume.pid, ended), 30, "the reload.end event, at DEBUG")
     log = volume.log_since(mark)
-    assert lines_of(log, volume.pid, r" DEBUG cinder_reload\.events .*reload\.end generation=1")
     for pid in pids - {volume.pid}:
         assert lines_of(log, pid, r" DEBUG cinder_reload\.cinder\.backend_worker .*new live value"), pid
     # Each backend's manager dropped its cached RPC version pins, as a SIGHUP did before.
@@ -72,7 +76,8 @@ def test_debug_is_applied_in_every_process_with_the_same_pids(start_cinder: Star
     assert {w["worker"]: w["result"] for w in doc["workers"]} == {"fake1": "ok", "fake2": "ok"}
     # The reload events went out through oslo.messaging (log driver) with the
     # service's publisher id.
-    assert re.search(r'"publisher_id": "volume\.[^"]+", "event_type": "cinder-volume\.reload\.end"', log)
+    sent = r'"publisher_id": "volume\.[^"]+", "event_type": "cinder-volume\.reload\.end"'
+    wait_until(lambda: re.search(sent, volume.log_since(mark)), 30, "the reload.end notification")
 
 
 def test_one_backend_option_replaces_that_backends_worker_only(start_cinder: Start) -> None:
@@ -184,24 +189,26 @@ def test_a_driver_that_cannot_be_built_rolls_the_backend_back(start_cinder: Star
 def test_restart_only_options_are_reported_pending(start_cinder: Start) -> None:
     volume = start_cinder()
     pids = volume.pids()
-    text = edited(volume, "transport_url = fake://", "transport_url = fake://elsewhere")
+    # Identities: the service's cluster and a backend's host (neither is an
+    # input of another option, which a reload would then apply).
+    text = volume.config_file.read_text().replace("debug = false", "debug = false\ncluster = moved", 1)
     text = text.replace("[fake2]", "[fake1]\nbackend_host = moved\n\n[fake2]", 1)
     volume.edit(text)
     done = volume.reload()
     assert done.returncode == 0, done.stderr
-    assert "pending restart: DEFAULT.transport_url, fake1.backend_host" in done.stdout
+    assert "pending restart: DEFAULT.cluster, fake1.backend_host" in done.stdout
     assert volume.pids() == pids
     pending = {(c["group"], c["option"]): c["reason"] for c in volume.state()["pending_restart"]}
-    assert set(pending) == {("DEFAULT", "transport_url"), ("fake1", "backend_host")}
+    assert set(pending) == {("DEFAULT", "cluster"), ("fake1", "backend_host")}
     # Each with the reason a restart is needed.
-    assert "RPC transport is set up once" in pending[("DEFAULT", "transport_url")]
+    assert "Active/Active" in pending[("DEFAULT", "cluster")]
     assert "identity" in pending[("fake1", "backend_host")]
     status = volume.notify.messages[-1]["STATUS"]
-    assert "pending restart: DEFAULT.transport_url" in status
+    assert "pending restart: DEFAULT.cluster" in status
     # Still pending at the next reload, whatever else it changes.
     volume.edit(text.replace("volume_backend_name = fake2", "volume_backend_name = fake2-gold"))
     done = volume.reload()
-    assert done.returncode == 0 and "pending restart: DEFAULT.transport_url" in done.stdout, done.stdout
+    assert done.returncode == 0 and "pending restart: DEFAULT.cluster" in done.stdout, done.stdout
 
 
 def test_backends_are_added_and_removed_live(start_cinder: Start, cinder_venv: Path) -> None:
@@ -483,3 +490,92 @@ def test_a_drain_counts_cinders_own_rpc_call_in_flight(start_cinder: Start, cind
         done = volume.reload()
         assert done.returncode == 0, done.stderr
         assert volume.worker_pid("fake1") != fake1
+
+
+def _service_records(volume: CinderService) -> dict[str, tuple[str, str]]:
+    """Each backend's (availability zone, last state report) in cinder's own service records
+    (what `openstack volume service list` shows)."""
+    import sqlite3
+
+    path = re.search(r"sqlite:///(\S+?)\?", volume.config_file.read_text())
+    assert path is not None
+    with sqlite3.connect(f"file:{path.group(1)}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute(
+            "SELECT host, availability_zone, updated_at FROM services WHERE topic = 'cinder-volume' AND deleted = 0"
+        )
+        return {host.rsplit("@", 1)[-1]: (zone, str(updated)) for host, zone, updated in rows}
+
+
+def _zones(volume: CinderService) -> dict[str, str]:
+    return {backend: zone for backend, (zone, _) in _service_records(volume).items()}
+
+
+def _zones_reported_after(volume: CinderService, since: str) -> dict[str, str] | None:
+    """The zones, once every backend sent a state report after ``since`` (UTC, as cinder stores it)."""
+    records = _service_records(volume)
+    if records and all(updated > since for _, updated in records.values()):
+        return {backend: zone for backend, (zone, _) in records.items()}
+    return None
+
+
+def test_a_default_option_replaces_every_worker_one_at_a_time(start_cinder: Start) -> None:
+    """[DEFAULT] is read by every backend's worker: each is replaced in turn, never two paused at once."""
+    volume = start_cinder()
+    fake1, fake2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    # report_interval too: the zone reaches the service records at the next state report.
+    rolled = "debug = false\nstorage_availability_zone = az-rolled\nreport_interval = 2"
+    volume.edit(edited(volume, "debug = false", rolled))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr + volume.log_tail()
+    assert volume.pid in volume.pids()
+    new1, new2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    assert {new1, new2}.isdisjoint({fake1, fake2}) and volume.pids() == {volume.pid, new1, new2}
+    doc = volume.state()
+    assert {c["option"] for c in doc["changed"]} == {"storage_availability_zone", "report_interval"}
+    assert doc["pending_restart"] == [] and doc["not_applied"] == []
+    # One backend paused after the other: the pause windows do not overlap.
+    windows = sorted((w["paused_at"], w["paused_at"] + w["paused_s"]) for w in doc["workers"])
+    assert len(windows) == 2 and windows[0][1] <= windows[1][0], windows
+    # In effect: both backends' service records carry the new zone.
+    wait_until(lambda: set(_zones(volume).values()) == {"az-rolled"}, 30, "the new zone in the service records")
+
+    # Logging is set up by the main process: no new worker would take it.
+    volume.edit(edited(volume, "debug = false", "debug = false\nuse_json = true"))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    pending = {c["option"]: c["reason"] for c in volume.state()["pending_restart"]}
+    assert "main process" in pending["use_json"], pending
+    assert volume.worker_pid("fake1") == new1 and volume.worker_pid("fake2") == new2
+
+
+def test_a_default_change_a_backend_cannot_take_leaves_every_backend_as_it_was(start_cinder: Start) -> None:
+    """The roll stops at the first backend whose new worker fails; the ones before it are put back."""
+    volume = start_cinder()
+    fake1, fake2 = volume.worker_pid("fake1"), volume.worker_pid("fake2")
+    good = volume.config_file.read_text()
+    bad = good.replace("debug = false", "debug = false\nstorage_availability_zone = az-rolled\nreport_interval = 2")
+    bad = bad.replace(
+        f"volume_driver = {FAKE_DRIVER}\nvolume_backend_name = fake2",
+        "volume_driver = cinder.tests.fake_driver.NoSuchDriver\nvolume_backend_name = fake2",
+    )
+    volume.edit(bad)
+    done = volume.reload()
+    since = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert done.returncode == 1
+    assert "fake2" in done.stderr and "NoSuchDriver" in done.stderr, done.stderr
+    doc = volume.state()
+    assert {"DEFAULT", "fake2"} <= set(doc["failed_groups"]), doc["failed_groups"]
+    assert {c["option"] for c in doc["not_applied"]} >= {"storage_availability_zone", "volume_driver"}
+    # fake2's old worker consumes again (same pid); fake1, replaced first, got
+    # a fresh worker on the previous values.
+    assert volume.worker_pid("fake2") == fake2
+    back1 = volume.worker_pid("fake1")
+    assert back1 != fake1 and volume.pids() == {volume.pid, back1, fake2}
+    # Every backend reports its previous zone, in a state report sent after the reload.
+    zones = wait_until(lambda: _zones_reported_after(volume, since), 40, "a state report of every backend")
+    assert zones == {"fake1": "nova", "fake2": "nova"}, zones
+    # The file fixed: the same [DEFAULT] change goes through.
+    volume.edit(good.replace("debug = false", "debug = false\nstorage_availability_zone = az-rolled"))
+    done = volume.reload()
+    assert done.returncode == 0, done.stderr
+    assert volume.worker_pid("fake2") != fake2

@@ -254,7 +254,7 @@ class RootNamespace(Namespace):
         bindir = upper / "usr/local/bin"
         bindir.mkdir(parents=True, exist_ok=True)
         launcher = bindir / "cinder-reload"
-        launcher.write_text("#!/usr/bin/python3\nimport sys\nfrom cinder_reload.cli import main\nsys.exit(main())\n")
+        launcher.write_text("#!/usr/bin/python3\nimport sys\nfrom cinder_reload.entry import main\nsys.exit(main())\n")
         launcher.chmod(0o755)
 
     def start(self, command: str, env: Mapping[str, str]) -> None:

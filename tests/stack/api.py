@@ -66,9 +66,12 @@ class CinderAPI:
         self.request("POST", f"/types/{vtype['id']}/extra_specs", {"extra_specs": {"volume_backend_name": backend}})
         return str(vtype["id"])
 
-    def create_volume(self, name: str, size: int, volume_type: str) -> str:
-        body = {"volume": {"name": name, "size": size, "volume_type": volume_type}}
-        return str(self.request("POST", "/volumes", body)[1]["volume"]["id"])
+    def create_volume(self, name: str, size: int, volume_type: str | None = None) -> str:
+        """A new volume's id; without a type, cinder's default type (no extra specs)."""
+        volume: dict[str, Any] = {"name": name, "size": size}
+        if volume_type is not None:
+            volume["volume_type"] = volume_type
+        return str(self.request("POST", "/volumes", {"volume": volume})[1]["volume"]["id"])
 
     def extend_volume(self, volume_id: str, new_size: int) -> None:
         self.request("POST", f"/volumes/{volume_id}/action", {"os-extend": {"new_size": new_size}})
@@ -79,6 +82,18 @@ class CinderAPI:
     def volume(self, volume_id: str) -> dict[str, Any] | None:
         try:
             return dict(self.request("GET", f"/volumes/{volume_id}")[1]["volume"])
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_backup(self, volume_id: str, name: str) -> str:
+        body = {"backup": {"volume_id": volume_id, "name": name}}
+        return str(self.request("POST", "/backups", body)[1]["backup"]["id"])
+
+    def backup(self, backup_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.request("GET", f"/backups/{backup_id}")[1]["backup"])
         except ApiError as exc:
             if exc.status == 404:
                 return None

@@ -141,6 +141,12 @@ class StackConfig:
     default_slow: float = 0.3
     debug: bool = False
     host: str = "crstack"
+    #: More [DEFAULT] lines (cinder-backup's driver, the scheduler's filters).
+    default_lines: Sequence[str] = ()
+    #: More lines of each backend's section, by backend.
+    backend_lines: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: Whole sections after the backends' (``[privsep_osbrick]``).
+    extra_sections: str = ""
 
     @property
     def path(self) -> Path:
@@ -150,8 +156,16 @@ class StackConfig:
     def log_dir(self) -> Path:
         return self.workdir / "log"
 
-    def render(self, *, debug: bool | None = None, slow: Mapping[str, float] | None = None, extra: str = "") -> str:
+    def render(
+        self,
+        *,
+        debug: bool | None = None,
+        slow: Mapping[str, float] | None = None,
+        extra: str = "",
+        default_lines: Sequence[str] | None = None,
+    ) -> str:
         debug = self.debug if debug is None else debug
+        default_lines = self.default_lines if default_lines is None else default_lines
         slow = {**self.slow_op_seconds, **(slow or {})}
         lines = [
             "[DEFAULT]",
@@ -174,6 +188,7 @@ class StackConfig:
             "quota_backup_gigabytes = -1",
             "quota_groups = -1",
             "rpc_response_timeout = 120",
+            *default_lines,
             "",
             "[database]",
             f"connection = {self.database_url}",
@@ -193,9 +208,10 @@ class StackConfig:
                 "volume_driver = stack.slowdriver.SlowFakeDriver",
                 f"volume_backend_name = {name}",
                 f"slow_op_seconds = {slow.get(name, self.default_slow):g}",
+                *self.backend_lines.get(name, ()),
                 "",
             ]
-        return "\n".join(lines) + extra
+        return "\n".join(lines) + self.extra_sections + extra
 
     def write(self, text: str | None = None, **kwargs: object) -> str:
         """Write the file atomically (a reload never reads half of it)."""

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,12 @@ class Stack:
     notify: dict[str, str] = field(default_factory=dict)
     #: Backends that must create a volume before the stack counts as serving (default: all).
     probe: Sequence[str] | None = None
+    #: The services it runs (cinder-backup on top, for the backup tests).
+    services: Sequence[str] = SERVICES
+    #: More configuration: see StackConfig.
+    default_lines: Sequence[str] = ()
+    backend_lines: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    extra_sections: str = ""
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +93,9 @@ class Stack:
             api_paste=self.venv.api_paste,
             backends=tuple(self.backends),
             default_slow=self.slow_op_seconds,
+            default_lines=tuple(self.default_lines),
+            backend_lines=dict(self.backend_lines),
+            extra_sections=self.extra_sections,
         )
         self.config.prepare()
         self.state_dir = self.workdir / "run"
@@ -119,7 +128,7 @@ class Stack:
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> None:
         self.db_sync()
-        for service in SERVICES:
+        for service in self.services:
             self.start_service(service)
         self.wait_serving(timeout)
 
@@ -146,6 +155,7 @@ class Stack:
         self._check_alive()
         wait_for(lambda: self._check_alive() or self.api.answering(), left(), "cinder-api to answer")
         wanted = {"cinder-scheduler"} | {f"cinder-volume@{b}" for b in self.backends}
+        wanted |= {s for s in self.services if s == "cinder-backup"}
 
         def services_up() -> bool:
             self._check_alive()

@@ -36,7 +36,7 @@ def check_scenario(
     pids_before: dict[str, int],
     volume_log: str,
     broken_fails: bool = True,
-    last_good: dict[str, Any] | None = None,
+    good_docs: list[dict[str, Any]] | None = None,
 ) -> dict[str, object]:
     summary = load.summary()
     report = {"load": summary, "reloads": [r.__dict__ for r in scenario.records]}
@@ -64,7 +64,9 @@ def check_scenario(
     states = stack.state_files()
     main = read_json(states["cinder-volume"])
     assert main and main["generation"] == 30, main
-    assert last_good is not None and last_good["result"] == "ok", last_good
+    assert good_docs, "no good reload's state document was read"
+    last_good = good_docs[-1]
+    assert last_good["result"] == "ok", last_good
     workers = {w["worker"]: w for w in last_good["workers"]}
     before = set(pids_before.values())
     assert workers[UNCHANGED]["pid"] in before and "old_pid" not in workers[UNCHANGED], workers
@@ -73,6 +75,20 @@ def check_scenario(
     assert changed["paused_s"] > 0 and changed["start_s"] > 0, changed
     report["workers"] = workers
     print(f"last replacement of {CHANGED}: RPC paused {changed['paused_s']:.3f}s, start {changed['start_s']:.3f}s")
+    # The changed backend was really drained: every good reload reports its
+    # old worker's drain (a missing figure is a failure, never a 0), and the
+    # operation each reload was sent during was waited for.
+    drains = [
+        (int(replaced["drained_in_flight"]), float(replaced["drained_s"]))
+        for doc in good_docs
+        for replaced in doc["workers"]
+        if replaced["worker"] == CHANGED
+    ]
+    assert len(drains) == len(good_docs) == 20, drains
+    waited = [(n, s) for n, s in drains if n >= 1 and s > 0]
+    report["drains"] = drains
+    print(f"{CHANGED}'s drains (in flight, seconds): {drains}")
+    assert len(waited) >= len(drains) // 2, f"most reloads must have drained an operation in flight: {drains}"
     # The last good change is the one in effect: the fake1 driver was rebuilt with it.
     builds = [b for b in driver_builds(volume_log) if b[0] == CHANGED]
     assert builds and builds[-1][1] == scenario.final_slow, builds[-3:]
@@ -147,9 +163,7 @@ def _thirty_reloads(stack: Stack, also: Callable[[], None] = lambda: None, broke
         finally:
             load.stop()
         volume_log = (stack.config.log_dir / "cinder-volume.log").read_text()
-        check_scenario(
-            stack, load, scenario, pids_before, volume_log, broken_fails, good_docs[-1] if good_docs else None
-        )
+        check_scenario(stack, load, scenario, pids_before, volume_log, broken_fails, good_docs)
         also()
     finally:
         stack.stop()

@@ -29,7 +29,7 @@ from harness.managers import UserManager
 
 from cinder_reload.render import RenderSpec, render_unit
 
-from .stack import SERVICES, Stack, children_of
+from .stack import Stack, children_of
 
 __all__ = ["UnitStack", "stack_unit"]
 
@@ -103,12 +103,12 @@ class UnitStack(Stack):
 
     def wait_started(self, timeout: float = 180.0) -> None:
         assert self.manager is not None
-        for service in SERVICES:
+        for service in self.services:
             self.manager.wait_for(self.unit(service), timeout, ActiveState="active", SubState="running")
 
     def start(self, timeout: float = 180.0) -> None:
         self.db_sync()
-        for service in SERVICES:
+        for service in self.services:
             self.start_service(service)
         self.wait_serving(timeout)
         self.wait_started(timeout)
@@ -119,7 +119,7 @@ class UnitStack(Stack):
 
     def _check_alive(self) -> bool:
         assert self.manager is not None
-        for service in SERVICES:
+        for service in self.services:
             props = self.manager.show(self.unit(service))
             if props.get("ActiveState") in ("failed", "inactive") and props.get("SubState") != "start-pre":
                 raise RuntimeError(f"{service}: {props}\n{self.log_tail(service)}")
@@ -127,7 +127,7 @@ class UnitStack(Stack):
 
     def pids(self) -> dict[str, int]:
         found: dict[str, int] = {}
-        for service in SERVICES:
+        for service in self.services:
             pid = self.main_pid(service)
             found[service] = pid
             for index, child in enumerate(children_of(pid)):
@@ -156,9 +156,9 @@ class UnitStack(Stack):
     def stop(self, timeout: float = 60.0) -> None:
         if self.manager is None or self.manager.closed:
             return
-        for service in reversed(SERVICES):
+        for service in reversed(self.services):
             self.manager.systemctl("stop", "--no-block", self.unit(service))
-        for service in SERVICES:
+        for service in self.services:
             try:
                 self.manager.wait_for(self.unit(service), timeout, ActiveState="inactive")
             except AssertionError:

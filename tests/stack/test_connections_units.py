@@ -1,0 +1,144 @@
+"""cinder-volume's RPC transport and database moved by `systemctl reload`, on MariaDB and RabbitMQ.
+
+cinder-volume (two backends) runs as the rendered unit under a systemd 252
+user manager, on a vhost and a database of the run's own.  One reload moves
+``transport_url`` to a second vhost and ``[database] connection`` to a
+second database (cinder's schema made there by ``cinder-manage db sync``,
+as an operator would).  Observed from outside: the exit status, MainPID and
+NRestarts; on the broker, who consumes the backends' queues on each vhost;
+in MariaDB, which database holds the services' records; and a volume cast
+through cinder's RPC API on the new vhost, whose row only the new database
+has, comes out ``available``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness.fixtures import namespaces_unavailable
+from harness.managers import SystemdHost252
+
+from .cinderenv import CinderVenv, find_cinder_venv
+from .infra import Backing, backing_services
+from .stack import wait_for
+from .units import UnitStack
+
+pytestmark = [pytest.mark.stack, pytest.mark.systemd]
+kombu = pytest.importorskip("kombu")
+
+RPCCLIENT = Path(__file__).resolve().parents[1] / "cinder" / "rpcclient.py"
+
+
+def consumers(url: str, queue: str) -> int:
+    """How many consumers the broker counts on ``queue`` of ``url``'s vhost (0 if there is no such queue)."""
+    with kombu.Connection(url.replace("rabbit://", "amqp://", 1)) as connection:
+        try:
+            return int(connection.channel().queue_declare(queue=queue, passive=True).consumer_count)
+        except kombu.exceptions.ChannelError:
+            return 0
+
+
+def service_hosts(backing: Backing, database: str) -> set[str]:
+    out = backing.db.sql(f"SELECT host FROM `{database}`.services WHERE `binary` = 'cinder-volume' AND deleted = 0")
+    return {line.strip() for line in out.splitlines() if "@" in line}
+
+
+@pytest.fixture
+def volume_unit() -> Iterator[tuple[UnitStack, Backing]]:
+    reason = namespaces_unavailable()
+    if reason:
+        pytest.skip(reason)
+    venv: CinderVenv | None = find_cinder_venv()
+    if venv is None:
+        pytest.fail("no cinder virtualenv; run tools/setup")
+    workdir = Path(tempfile.mkdtemp(prefix="crconn."))
+    workdir.chmod(0o755)
+    (workdir / "um").mkdir()
+    manager = SystemdHost252(workdir / "um")
+    try:
+        with backing_services(prefix="crconn") as backing:
+            stack = UnitStack(
+                workdir / "stack", venv, backing, manager=manager, services=("cinder-volume",), slow_op_seconds=0.0
+            )
+            try:
+                stack.db_sync()
+                stack.start_service("cinder-volume")
+                manager.wait_for(stack.unit("cinder-volume"), 180, ActiveState="active", SubState="running")
+                yield stack, backing
+            finally:
+                stack.stop()
+                print(stack.log_tail("cinder-volume", 4000))
+    finally:
+        manager.close()
+
+
+def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[UnitStack, Backing]) -> None:
+    stack, backing = volume_unit
+    host = stack.config.host
+    queues = [f"cinder-volume.{host}@{b}" for b in stack.backends]
+    old_url, old_db = backing.transport_url, backing.database
+    wait_for(lambda: all(consumers(old_url, q) for q in queues), 60, "both backends consuming on the first vhost")
+    main = stack.main_pid("cinder-volume")
+    workers_before = set(stack.pids()) - {"cinder-volume"}
+    pids_before = stack.pids()
+    assert workers_before, pids_before
+
+    second = f"crconn2_{uuid.uuid4().hex[:10]}"
+    backing.mq.add_vhost(second)
+    backing.db.create_database(second)
+    try:
+        new_url = backing.mq.url(second)
+        stack.config.transport_url, stack.config.database_url = new_url, backing.db.url(second)
+        stack.config.write()
+        stack.db_sync()  # the operator's part: cinder's schema in the new database
+        assert service_hosts(backing, second) == set()
+
+        done = stack.reload("cinder-volume")
+        assert done.returncode == 0, done.stdout + done.stderr + stack.log_tail("cinder-volume")
+        props = stack.status("cinder-volume")
+        assert props["ActiveState"] == "active" and props["NRestarts"] == "0", props
+        assert stack.main_pid("cinder-volume") == main
+        pids_after = stack.pids()
+        assert not {pids_after[k] for k in pids_after if k != "cinder-volume"} & {
+            pids_before[k] for k in pids_before if k != "cinder-volume"
+        }, (pids_before, pids_after)
+        doc = json.loads((stack.state_dir / "cinder-volume.reload.json").read_text())
+        assert {c["option"] for c in doc["changed"]} == {"transport_url", "connection"}, doc["changed"]
+        assert doc["pending_restart"] == [], doc["pending_restart"]
+        windows = sorted((w["paused_at"], w["paused_at"] + w["paused_s"]) for w in doc["workers"])
+        assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:], strict=False)), windows  # one paused at a time
+
+        # The broker: the backends consume on the new vhost, nobody on the old one.
+        assert all(consumers(new_url, q) for q in queues)
+        assert [consumers(old_url, q) for q in queues] == [0] * len(queues)
+        # MariaDB: cinder's own start path registered both backends in the new database.
+        assert service_hosts(backing, second) == {f"{host}@{b}" for b in stack.backends}
+        # A volume cast through the new vhost, its row only in the new database: created.
+        created = subprocess.run(
+            [stack.venv.bin("python"), str(RPCCLIENT), str(stack.config.path)]
+            + ["create", f"{host}@{stack.backends[0]}#{stack.backends[0]}", "1", "--wait", "60"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=stack.env(),  # PyMySQL, as the services have it
+        )
+        assert created.returncode == 0, created.stderr[-2000:]
+        volume = json.loads(created.stdout.splitlines()[-1])
+        assert volume["status"] == "available", volume
+        rows = backing.db.sql(f"SELECT status FROM `{second}`.volumes WHERE id = '{volume['id']}'")
+        assert "available" in rows
+        assert volume["id"] not in backing.db.sql(f"SELECT id FROM `{old_db}`.volumes")
+    finally:
+        with contextlib.suppress(Exception):
+            stack.stop()
+        with contextlib.suppress(Exception):
+            backing.mq.delete_vhost(second)
+        with contextlib.suppress(Exception):
+            backing.db.drop_database(second)

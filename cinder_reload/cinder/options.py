@@ -387,8 +387,20 @@ def register_volume_opts(conf: cfg.ConfigOpts) -> CheckHints:
             drivers.append(getattr(probe, backend).volume_driver or DEFAULT_VOLUME_DRIVER)
         except (cfg.Error, ValueError):
             continue
+    driver_opts = _driver_opts(drivers)
+    # The drivers' own options in every backend section too, as each driver
+    # registers them there when it starts (Configuration.append_config_values):
+    # a bad value (`rbd_store_chunk_size = sixteen`) is then an error here, as
+    # it is for the reload, not only a reload's failure on the host after the
+    # check said OK (issue 13: a rolling reload checks every host first).
+    for backend in backends:
+        for _group, opt in driver_opts:
+            try:
+                conf.register_opt(opt, group=backend)
+            except cfg.DuplicateOptError:
+                pass  # a same-named option of another driver: the first one's type is checked
     return CheckHints(
-        extra=hints.extra + tuple(_driver_opts(drivers)),
+        extra=hints.extra + tuple(driver_opts),
         templates={backend: "backend_defaults" for backend in backends},
         required_sections=tuple(backends),
     )

@@ -105,3 +105,21 @@ def test_check_running_previews_a_reload_of_real_cinder_volume(start_cinder: Cal
     )
     volume.edit(edited.replace("volume_backend_name = fake1", "volume_backend_name = fake1-gold"))
     assert volume.reload().returncode == 0
+
+
+def test_a_bad_value_of_a_driver_option_is_an_error(cinder_venv: Path, tmp_path: Path) -> None:
+    """The driver's own options are typed in its backend section, as the reload types them
+    (issue 13: the rolling reload checks every host first and must not pass what the reload refuses)."""
+    path = tmp_path / "cinder.conf"
+    text = volume_config(tmp_path, DEFAULT="enabled_backends = rbd")
+    text = text.replace("enabled_backends = fake1,fake2\n", "")
+    path.write_text(
+        text
+        + "[rbd]\nvolume_driver = cinder.volume.drivers.rbd.RBDDriver\nvolume_backend_name = rbd\n"
+        + "rbd_store_chunk_size = sixteen\n"
+    )
+
+    result = check(cinder_venv, path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[rbd] rbd_store_chunk_size: invalid literal for int() with base 10: 'sixteen'" in result.stderr

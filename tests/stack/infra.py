@@ -52,9 +52,9 @@ def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def free_port() -> int:
+def free_port(address: str = LOOPBACK) -> int:
     with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
@@ -109,8 +109,8 @@ class MariaDB:
         self.sql(f"DROP DATABASE IF EXISTS `{name}`")
 
     @classmethod
-    def start_own(cls, workdir: Path, timeout: float = 60.0) -> MariaDB:
-        """Debian's mariadbd on a free loopback port, data in ``workdir``.
+    def start_own(cls, workdir: Path, timeout: float = 60.0, bind: str = LOOPBACK) -> MariaDB:
+        """Debian's mariadbd on a free port of ``bind`` (loopback), data in ``workdir``.
 
         ``--skip-grant-tables``: a throwaway server with no accounts at all, so
         root without a password works over TCP as on the machine's own one.
@@ -133,7 +133,7 @@ class MariaDB:
         )
         if install.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed: {install.stdout}{install.stderr}")
-        port = free_port()
+        port = free_port(bind)
         log = open(workdir / "mariadb.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [
@@ -143,11 +143,19 @@ class MariaDB:
                 "--user=root",
                 f"--socket={workdir / 'mariadb.sock'}",
                 f"--port={port}",
-                f"--bind-address={LOOPBACK}",
+                f"--bind-address={bind}",
+                # Clients from other network namespaces (tests/fleet) connect by
+                # address: no reverse lookup of theirs (no DNS from here).
+                "--skip-name-resolve",
                 f"--pid-file={workdir / 'mariadb.pid'}",
                 "--skip-grant-tables",
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=32M",
+                # A throw-away server: no fsync per commit.  With it, on a busy shared
+                # disk, cinder's quota reservations (row locks held across a commit)
+                # queued the API's requests for tens of seconds (tests/fleet).
+                "--innodb-flush-log-at-trx-commit=0",
+                "--innodb-doublewrite=0",
                 "--max-connections=500",
             ],
             stdin=subprocess.DEVNULL,
@@ -156,9 +164,9 @@ class MariaDB:
             start_new_session=True,
         )
         log.close()
-        server = cls(port=port, proc=proc, datadir=datadir)
+        server = cls(port=port, host=bind, proc=proc, datadir=datadir)
         try:
-            _wait(lambda: proc.poll() is not None or reachable(LOOPBACK, port, 0.2), timeout, "mariadbd to listen")
+            _wait(lambda: proc.poll() is not None or reachable(bind, port, 0.2), timeout, "mariadbd to listen")
             if proc.poll() is not None:
                 log_text = (workdir / "mariadb.log").read_text()[-2000:]
                 raise RuntimeError(f"mariadbd exited {proc.returncode}: {log_text}")
@@ -216,17 +224,25 @@ class RabbitMQ:
         self.ctl("delete_vhost", name)
 
     @classmethod
-    def start_own(cls, workdir: Path, timeout: float = 120.0) -> RabbitMQ:
-        """Debian's rabbitmq-server as root on free loopback ports, state in ``workdir``."""
+    def start_own(cls, workdir: Path, timeout: float = 120.0, bind: str = LOOPBACK) -> RabbitMQ:
+        """Debian's rabbitmq-server as root on free ports of ``bind`` (loopback), state in ``workdir``.
+
+        Bound elsewhere than loopback (tests/fleet), guest may log in from
+        other addresses too (``loopback_users = none``): RabbitMQ's default
+        allows guest on loopback only.
+        """
         base = workdir / "rabbitmq"
         base.mkdir(parents=True)
         (base / "enabled_plugins").write_text("[].\n")
-        port, dist = free_port(), free_port()
+        (base / "rabbitmq.conf").write_text("" if bind == LOOPBACK else "loopback_users = none\n")
+        # The machine's /etc/rabbitmq/rabbitmq-env.conf must not rename or move this node.
+        (base / "rabbitmq-env.conf").write_text("")
+        port, dist = free_port(bind), free_port(bind)
         node = f"crstack{port}@localhost"
         env = {
             "HOME": str(base),  # the Erlang cookie lives here, shared with our rabbitmqctl
             "RABBITMQ_NODENAME": node,
-            "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK,
+            "RABBITMQ_NODE_IP_ADDRESS": bind,
             "RABBITMQ_NODE_PORT": str(port),
             "RABBITMQ_DIST_PORT": str(dist),
             "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
@@ -234,6 +250,7 @@ class RabbitMQ:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
             "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         }
         log = open(workdir / "rabbitmq.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
@@ -246,9 +263,9 @@ class RabbitMQ:
             start_new_session=True,
         )
         log.close()
-        broker = cls(port=port, proc=proc, node=node, env=env)
+        broker = cls(port=port, host=bind, proc=proc, node=node, env=env)
         try:
-            _wait(lambda: proc.poll() is not None or reachable(LOOPBACK, port, 0.2), timeout, "rabbitmq to listen")
+            _wait(lambda: proc.poll() is not None or reachable(bind, port, 0.2), timeout, "rabbitmq to listen")
             if proc.poll() is not None:
                 raise RuntimeError(
                     f"rabbitmq-server exited {proc.returncode}: {(workdir / 'rabbitmq.log').read_text()[-2000:]}"

@@ -117,6 +117,22 @@ class NotifyListener:
                     raise AssertionError(f"no matching sd_notify message within {timeout}s; got {self.raw!r}")
                 self._cond.wait(remaining)
 
+    def settled(self, timeout: float = 10.0) -> dict[str, str]:
+        """The READY=1 that ends the cycle just waited for.
+
+        ``signal --wait`` returns once the state file is in place; the
+        engine's READY=1 follows it by microseconds, but this reader's thread
+        may take longer to receive it: wait until the newest message is one.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (self.messages and self.messages[-1].get("READY") == "1"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no READY=1 after the last reload within {timeout}s; got {self.raw!r}")
+                self._cond.wait(remaining)
+            return self.messages[-1]
+
     def count(self, key: str) -> int:
         with self._cond:
             return sum(1 for m in self.messages if key in m)

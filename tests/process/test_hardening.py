@@ -71,7 +71,7 @@ def test_a_secret_in_a_broken_file_is_shown_nowhere(plain: RefDaemon, case: str)
 
     assert result.returncode == 1
     assert "syntax error" in result.stderr and "line not shown" in result.stderr
-    last = plain.notify.messages[-1]
+    last = plain.notify.settled()
     assert last["READY"] == "1" and last["STATUS"].startswith("Reload failed: ")
     shown = everything_shown(plain, result)
     for secret in [*secrets, "s3cr3t-one", "s3cr3t-two"]:
@@ -123,7 +123,7 @@ def test_a_non_regular_config_file_is_refused_at_once(plain: RefDaemon, case: st
     assert result.returncode == 1
     assert "not a regular file; refusing to read it" in result.stderr
     assert plain.state()["result"] == "failed"
-    assert plain.notify.messages[-1]["STATUS"].startswith("Reload failed: ")
+    assert plain.notify.settled()["STATUS"].startswith("Reload failed: ")
     assert_serving(plain, pid)
     plain.config_file.unlink()
     good_reload_afterwards(plain)

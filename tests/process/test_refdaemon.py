@@ -71,7 +71,7 @@ def test_broken_config_keeps_serving_and_reload_fails_with_reason(daemon: RefDae
     assert "Reload failed" in result.stderr and "syntax error" in result.stderr
     assert "Invalid section" in result.stderr and "refdaemon.conf" in result.stderr
     assert_still_serving_old(daemon, pid)
-    last = daemon.notify.messages[-1]
+    last = daemon.notify.settled()
     assert last["READY"] == "1" and last["STATUS"].startswith("Reload failed: ")
     assert daemon.state()["result"] == "failed"
     assert "ERROR" in daemon.output() and "still serving on the previous configuration" in daemon.output()
@@ -169,7 +169,7 @@ def test_restart_only_option_is_reported_pending_and_not_applied(plain: RefDaemo
     assert plain.ask("backend1").endswith("greeting=hello"), "a restart-only option must keep its running value"
     state = plain.state()
     assert [(c["option"], c["old"], c["new"]) for c in state["pending_restart"]] == [("greeting", "hello", "bonjour")]
-    assert "pending restart: DEFAULT.greeting" in plain.notify.messages[-1]["STATUS"]
+    assert "pending restart: DEFAULT.greeting" in plain.notify.settled()["STATUS"]
 
 
 def test_mutable_option_applied_live_with_oslo_hooks(plain: RefDaemon) -> None:

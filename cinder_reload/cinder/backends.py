@@ -374,9 +374,10 @@ class BackendWorkers:
     def required_groups(self) -> Collection[str]:
         # Which sections must exist follows enabled_backends (a candidate
         # check names a listed backend without one); a backend taken out of
-        # the list may lose its section.
-        # Identical workers (backup1..N) have no section at all.
-        return () if self._membership is not None else frozenset(self.groups()) - frozenset(self.shared_groups())
+        # the list may lose its section.  Without membership changes there
+        # are no shared groups either (shared_groups()), and identical
+        # workers (backup1..N) have no section at all (groups()).
+        return () if self._membership is not None else self.groups()
 
     def candidate_groups(self, candidate: Any) -> Collection[str]:
         if self._membership is None:

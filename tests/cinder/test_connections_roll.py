@@ -24,23 +24,12 @@ from pathlib import Path
 import pytest
 from cinderproc import CinderService, volume_config
 from helpers import wait_until
-from stack.infra import rabbit_vhost
+from stack.infra import queue_consumers, rabbit_vhost
 
 pytestmark = pytest.mark.cinder
-kombu = pytest.importorskip("kombu")
+pytest.importorskip("kombu")  # queue_consumers() asks the broker through it
 
 HERE = Path(__file__).resolve().parent
-
-
-def consumers(url: str, queue: str) -> int:
-    """How many consumers the broker counts on ``queue`` of ``url``'s vhost (0 if there is no such queue)."""
-    # oslo.messaging's rabbit:// is kombu's amqp://
-    with kombu.Connection(url.replace("rabbit://", "amqp://", 1)) as connection:
-        channel = connection.channel()
-        try:
-            return int(channel.queue_declare(queue=queue, passive=True).consumer_count)
-        except kombu.exceptions.ChannelError:
-            return 0
 
 
 def create_volume(cinder_venv: Path, volume: CinderService, pool: str) -> str:
@@ -68,8 +57,8 @@ def test_transport_url_moved_to_another_vhost(
 
         volume = start_cinder(config=config)
         main, fake1, fake2 = volume.pid, volume.worker_pid("fake1"), volume.worker_pid("fake2")
-        wait_until(lambda: all(consumers(url_a, q) for q in queues), 30, "both backends consuming on vhost A")
-        assert [consumers(url_b, q) for q in queues] == [0, 0]
+        wait_until(lambda: all(queue_consumers(url_a, q) for q in queues), 30, "both backends consuming on vhost A")
+        assert [queue_consumers(url_b, q) for q in queues] == [0, 0]
 
         volume.edit(volume.config_file.read_text().replace(url_a, url_b))
         done = volume.reload()
@@ -84,8 +73,8 @@ def test_transport_url_moved_to_another_vhost(
         assert windows[0][1] <= windows[1][0], windows
 
         # On the broker: the backends consume on B, nobody on A any more.
-        assert all(consumers(url_b, q) for q in queues)
-        assert [consumers(url_a, q) for q in queues] == [0, 0]
+        assert all(queue_consumers(url_b, q) for q in queues)
+        assert [queue_consumers(url_a, q) for q in queues] == [0, 0]
         # A volume cast through vhost B (the file's transport now) is created.
         assert create_volume(cinder_venv, volume, f"{host}@fake2#fake2") == "available"
 

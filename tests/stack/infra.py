@@ -324,6 +324,22 @@ def rabbit_vhost(prefix: str = "crtest", workdir: Path | None = None) -> Iterato
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
+def queue_consumers(url: str, queue: str) -> int:
+    """How many consumers the broker counts on ``queue`` of ``url``'s vhost (0 if there is no such queue).
+
+    Asked with a passive ``queue.declare`` through kombu: the broker's own
+    count, not what any service believes it consumes.
+    """
+    import kombu  # the tests' venv has it with oslo.messaging; only these tests need it
+
+    # oslo.messaging's rabbit:// is kombu's amqp://
+    with kombu.Connection(url.replace("rabbit://", "amqp://", 1)) as connection:
+        try:
+            return int(connection.channel().queue_declare(queue=queue, passive=True).consumer_count)
+        except kombu.exceptions.ChannelError:
+            return 0
+
+
 # -- both, for one run -------------------------------------------------------------
 @dataclass
 class Backing:

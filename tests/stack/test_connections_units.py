@@ -16,33 +16,22 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness.fixtures import namespaces_unavailable
-from harness.managers import SystemdHost252
+from harness.managers import UserManager
 
-from .cinderenv import CinderVenv, find_cinder_venv
-from .infra import Backing, backing_services
+from .cinderenv import CinderVenv
+from .infra import Backing, queue_consumers
 from .stack import wait_for
 from .units import UnitStack
 
 pytestmark = [pytest.mark.stack, pytest.mark.systemd]
-kombu = pytest.importorskip("kombu")
+pytest.importorskip("kombu")  # queue_consumers() asks the broker through it
 
 RPCCLIENT = Path(__file__).resolve().parents[1] / "cinder" / "rpcclient.py"
-
-
-def consumers(url: str, queue: str) -> int:
-    """How many consumers the broker counts on ``queue`` of ``url``'s vhost (0 if there is no such queue)."""
-    with kombu.Connection(url.replace("rabbit://", "amqp://", 1)) as connection:
-        try:
-            return int(connection.channel().queue_declare(queue=queue, passive=True).consumer_count)
-        except kombu.exceptions.ChannelError:
-            return 0
 
 
 def service_hosts(backing: Backing, database: str) -> set[str]:
@@ -51,32 +40,20 @@ def service_hosts(backing: Backing, database: str) -> set[str]:
 
 
 @pytest.fixture
-def volume_unit() -> Iterator[tuple[UnitStack, Backing]]:
-    reason = namespaces_unavailable()
-    if reason:
-        pytest.skip(reason)
-    venv: CinderVenv | None = find_cinder_venv()
-    if venv is None:
-        pytest.fail("no cinder virtualenv; run tools/setup")
-    workdir = Path(tempfile.mkdtemp(prefix="crconn."))
-    workdir.chmod(0o755)
-    (workdir / "um").mkdir()
-    manager = SystemdHost252(workdir / "um")
+def volume_unit(
+    cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path, systemd252: UserManager
+) -> Iterator[tuple[UnitStack, Backing]]:
+    """cinder-volume alone, as the rendered unit (the stack's fixtures: venv, servers, workdir, manager)."""
+    stack = UnitStack(
+        stack_workdir, cinder_venv, backing, manager=systemd252, services=("cinder-volume",), slow_op_seconds=0.0
+    )
     try:
-        with backing_services(prefix="crconn") as backing:
-            stack = UnitStack(
-                workdir / "stack", venv, backing, manager=manager, services=("cinder-volume",), slow_op_seconds=0.0
-            )
-            try:
-                stack.db_sync()
-                stack.start_service("cinder-volume")
-                manager.wait_for(stack.unit("cinder-volume"), 180, ActiveState="active", SubState="running")
-                yield stack, backing
-            finally:
-                stack.stop()
-                print(stack.log_tail("cinder-volume", 4000))
+        stack.db_sync()
+        stack.start_service("cinder-volume")
+        systemd252.wait_for(stack.unit("cinder-volume"), 180, ActiveState="active", SubState="running")
+        yield stack, backing
     finally:
-        manager.close()
+        stack.stop()
 
 
 def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[UnitStack, Backing]) -> None:
@@ -84,7 +61,7 @@ def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[Uni
     host = stack.config.host
     queues = [f"cinder-volume.{host}@{b}" for b in stack.backends]
     old_url, old_db = backing.transport_url, backing.database
-    wait_for(lambda: all(consumers(old_url, q) for q in queues), 60, "both backends consuming on the first vhost")
+    wait_for(lambda: all(queue_consumers(old_url, q) for q in queues), 60, "both backends consuming on the first vhost")
     main = stack.main_pid("cinder-volume")
     workers_before = set(stack.pids()) - {"cinder-volume"}
     pids_before = stack.pids()
@@ -116,8 +93,8 @@ def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[Uni
         assert all(a[1] <= b[0] for a, b in zip(windows, windows[1:], strict=False)), windows  # one paused at a time
 
         # The broker: the backends consume on the new vhost, nobody on the old one.
-        assert all(consumers(new_url, q) for q in queues)
-        assert [consumers(old_url, q) for q in queues] == [0] * len(queues)
+        assert all(queue_consumers(new_url, q) for q in queues)
+        assert [queue_consumers(old_url, q) for q in queues] == [0] * len(queues)
         # MariaDB: cinder's own start path registered both backends in the new database.
         assert service_hosts(backing, second) == {f"{host}@{b}" for b in stack.backends}
         # A volume cast through the new vhost, its row only in the new database: created.

@@ -82,8 +82,8 @@ def _reset_database() -> None:
     when it does; a fresh copy of the factory (``make_new_manager()``)
     patched into cinder's context manager (``patch_factory()``, oslo.db's
     own way to point a manager at another configuration) starts at the next
-    query, the next worker's
-    ``Service.create()``, from the values then in force.  The old engine's
+    query, the next worker's ``Service.create()``, from the values then in
+    force.  The old engine's
     pooled connections in this process are closed first (each worker has
     its own: oslo.db's process guards never share a connection across a fork).
     """

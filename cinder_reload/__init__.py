@@ -5,10 +5,10 @@ The public surface is small; everything else is an implementation detail.
 
 from __future__ import annotations
 
-import importlib
-
-# Not typing.TYPE_CHECKING: every `cinder-reload signal` (each `systemctl
-# reload`) imports this package first, and typing costs milliseconds there.
+# Not typing.TYPE_CHECKING, and importlib only in __getattr__: every
+# `cinder-reload signal` (each `systemctl reload`) imports this package
+# before its SIGHUP goes out, and typing, importlib (through warnings) cost
+# milliseconds there.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -50,6 +50,8 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -295,16 +295,10 @@ class ReloadEngine:
         self.last_report = report
         with self._lock:
             self.machine.advance(Phase.IDLE)
-        unwritten = self._write(report)
         status = mask_text(status_line(result, generation), secrets)
-        if unwritten:
-            # Where else would the operator learn it: `signal --wait` and
-            # `status` read that file.
-            status = f"{status} (state file not written: {unwritten})"
-        self.notifier.ready(status)
-        # After READY=1: every option of a 50-backend service, a convenience
-        # for `check --running`, not part of the reload the operator waits for.
-        self._write_running()
+        # Logged before the state file is written: `signal --wait` returns
+        # (and `systemctl reload` with it) as soon as that file lands, and the
+        # operator who then reads the journal must find the outcome there.
         if report["result"] == "ok":
             LOG.info("reload #%d ok in %.3fs: %s", generation, report["duration_s"], status)
         else:
@@ -314,6 +308,15 @@ class ReloadEngine:
                 report["duration_s"],
                 mask_text(failure_reason(result) or "", secrets),
             )
+        unwritten = self._write(report)
+        if unwritten:
+            # Where else would the operator learn it: `signal --wait` and
+            # `status` read that file.
+            status = f"{status} (state file not written: {unwritten})"
+        self.notifier.ready(status)
+        # After READY=1: every option of a 50-backend service, a convenience
+        # for `check --running`, not part of the reload the operator waits for.
+        self._write_running()
         suffix = "end" if report["result"] == "ok" else "error"
         emit_all(self.events, f"{self.event_prefix}.reload.{suffix}", report)
         return report

@@ -8,13 +8,16 @@ rename) so a reader never sees half a document.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
+# Only builtin modules at import time: `cinder-reload signal` (each `systemctl
+# reload`, waiter.py) imports this module before its SIGHUP goes out, and json
+# (through re) and pathlib (through urllib.parse, ipaddress, fnmatch) cost
+# milliseconds there.  They are imported where they are used.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
 __all__ = [
     "DEFAULT_RUNTIME_DIR",
@@ -24,8 +27,12 @@ __all__ = [
     "StateUnreadable",
     "WorkerRecord",
     "load_state",
+    "parse_state",
+    "read_raw_state",
     "read_state",
     "runtime_dir",
+    "runtime_dir_name",
+    "state_file_name",
     "state_path",
     "write_state",
 ]
@@ -108,32 +115,48 @@ if TYPE_CHECKING:
         waits: dict[str, dict[str, object]]
 
 
-DEFAULT_RUNTIME_DIR = Path("/run/cinder")
+DEFAULT_RUNTIME_DIR = "/run/cinder"
 #: Overrides where state files live (tests, and services not run by systemd).
 STATE_DIR_ENV = "CINDER_RELOAD_STATE_DIR"
 
 
-def runtime_dir(environ: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None) -> Path:
+def runtime_dir_name(environ: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None) -> str:
     """Where state files live: an explicit override, ``$CINDER_RELOAD_STATE_DIR``,
     systemd's ``$RUNTIME_DIRECTORY`` (its first entry: systemd.exec(5) joins
     several with ``:``), else ``/run/cinder``."""
     env = os.environ if environ is None else environ
     if override:
-        return Path(override)
+        return os.fspath(override)
     if env.get(STATE_DIR_ENV):
-        return Path(env[STATE_DIR_ENV])
+        return env[STATE_DIR_ENV]
     if env.get("RUNTIME_DIRECTORY"):
-        return Path(env["RUNTIME_DIRECTORY"].split(":")[0])
+        return env["RUNTIME_DIRECTORY"].split(":")[0]
     return DEFAULT_RUNTIME_DIR
 
 
-def state_path(service: str, directory: Path) -> Path:
+def state_file_name(service: str, directory: str | os.PathLike[str]) -> str:
+    """The state file of ``service`` in ``directory``."""
     if not service or "/" in service or service.startswith("."):
         raise ValueError(f"not a service name: {service!r}")
-    return directory / f"{service}.reload.json"
+    return os.path.join(directory, f"{service}.reload.json")
+
+
+def runtime_dir(environ: Mapping[str, str] | None = None, override: str | os.PathLike[str] | None = None) -> Path:
+    """:func:`runtime_dir_name` as a Path."""
+    from pathlib import Path
+
+    return Path(runtime_dir_name(environ, override))
+
+
+def state_path(service: str, directory: str | os.PathLike[str]) -> Path:
+    """:func:`state_file_name` as a Path."""
+    from pathlib import Path
+
+    return Path(state_file_name(service, directory))
 
 
 def write_state(path: Path, state: Mapping[str, Any]) -> None:
+    import json
     import tempfile  # here: the readers (`signal --wait`, ExecReload=) never need it
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,29 +184,45 @@ class StateUnreadable(Exception):
     """A state file that exists but cannot be read as a state document."""
 
 
-def load_state(path: Path) -> dict[str, Any] | None:
-    """The state document, None when there is none (yet); raises
-    :class:`StateUnreadable` with the reason for anything else at ``path``
-    (a directory, no permission, not JSON, not a JSON object)."""
+def read_raw_state(path: str | os.PathLike[str]) -> bytes | None:
+    """The state file's bytes, None when there is none (yet); raises
+    :class:`StateUnreadable` with the reason when there is something at
+    ``path`` that cannot be read (a directory, no permission)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        with open(path, "rb") as handle:
+            return handle.read()
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise StateUnreadable(f"{path} is a directory, not a state file") from None
     except PermissionError:
         raise StateUnreadable(f"{path} is not readable by uid {os.getuid()} (permission denied)") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StateUnreadable(f"{path} is not a state file (not JSON: {exc})") from None
     except OSError as exc:
         raise StateUnreadable(f"{path} cannot be read: {exc.strerror}") from None
+
+
+def parse_state(raw: bytes, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A state document from the bytes read at ``path``; :class:`StateUnreadable` if it is not one."""
+    import json
+
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StateUnreadable(f"{path} is not a state file (not JSON: {exc})") from None
     if not isinstance(data, dict):
         raise StateUnreadable(f"{path} is not a state file (JSON, but not an object)")
     return data
 
 
-def read_state(path: Path) -> dict[str, Any] | None:
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The state document, None when there is none (yet); raises
+    :class:`StateUnreadable` with the reason for anything else at ``path``
+    (a directory, no permission, not JSON, not a JSON object)."""
+    raw = read_raw_state(path)
+    return None if raw is None else parse_state(raw, path)
+
+
+def read_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The state document, or None when there is none or it cannot be read.
 
     For pollers (``signal --wait``, a main process reading its workers'):

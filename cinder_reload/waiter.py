@@ -13,22 +13,29 @@ merges our SIGHUP into the follow-up cycle, and that is the one we wait for.
 
 from __future__ import annotations
 
-import enum
+# _signal: the signal module without its enum wrappers (enum alone costs ~2 ms).
+import _signal as signals
 import os
-import select
-import signal
 import sys
 import time
 
-from .state import StateUnreadable, load_state, read_state, runtime_dir, state_path
+from .state import (
+    StateUnreadable,
+    parse_state,
+    read_raw_state,
+    read_state,
+    runtime_dir_name,
+    state_file_name,
+)
 
 # Every module imported here is imported by each `systemctl reload` before its
-# SIGHUP goes out (`ExecReload=`, see entry.py): typing, pathlib and threading
-# cost ~5 ms there, so they are for the type checker only.
+# SIGHUP goes out (`ExecReload=`, see entry.py), so the module imports builtin
+# modules only: typing, pathlib, threading, enum, json (re) and select are for
+# the type checker, or imported where they are used, after the signal.
+# tests/unit/test_entry.py lists what is imported when the signal goes out.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from pathlib import Path
     from types import FrameType
     from typing import Any
 
@@ -57,8 +64,11 @@ ACK_TIMEOUT = 15.0
 DEFAULT_TIMEOUT = 90.0
 
 
-class Outcome(enum.IntEnum):
-    """Exit statuses, as LSB init scripts use them (LSB 3.0, 20.2)."""
+class Outcome:
+    """Exit statuses, as LSB init scripts use them (LSB 3.0, 20.2).
+
+    Plain ints, not an IntEnum: see the imports above.
+    """
 
     OK = 0
     FAILED = 1
@@ -72,7 +82,7 @@ class WaitResult:
     # more before the SIGHUP goes out (see the imports above).
     __slots__ = ("outcome", "message", "report")
 
-    def __init__(self, outcome: Outcome, message: str, report: dict[str, Any] | None = None) -> None:
+    def __init__(self, outcome: int, message: str, report: dict[str, Any] | None = None) -> None:
         self.outcome = outcome
         self.message = message
         self.report = report
@@ -117,7 +127,7 @@ def catches_sighup(pid: int) -> bool:
         with open(f"/proc/{pid}/status", encoding="ascii") as handle:
             for line in handle:
                 if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) >> (signal.SIGHUP - 1) & 1)
+                    return bool(int(line.split()[1], 16) >> (signals.SIGHUP - 1) & 1)
     except (OSError, ValueError, IndexError):
         pass
     return True
@@ -133,26 +143,28 @@ def command_line(pid: int) -> list[str] | None:
     return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
 
-def is_the_service(pid: int, service: str, doc: Mapping[str, Any] | None) -> bool:
+def is_the_service(pid: int, service: str, doc: Callable[[], Mapping[str, Any] | None]) -> bool:
     """Whether ``pid`` is ``service``'s process, as far as can be told.
 
-    Yes when its state file names that pid (the engine wrote it), or when
-    its command line names the service (``cinder-reload run cinder-volume``,
-    ``/usr/bin/cinder-volume``, or oslo.service's process title ``cinder-volume:
-    master process [...]``); a service that restarted and has not written its
-    state yet is known by the second.  Unknown (no /proc) counts as yes, as
-    in :func:`catches_sighup`.
+    Yes when its command line names the service (``cinder-reload run
+    cinder-volume``, ``/usr/bin/cinder-volume``, or oslo.service's process
+    title ``cinder-volume: master process [...]``), or when its state file
+    (``doc()``: parsed only if the command line did not tell, since json is
+    not imported before the SIGHUP otherwise) names that pid, which is how a
+    service is known whose process title names something else.  Unknown (no
+    /proc) counts as yes, as in :func:`catches_sighup`.
     """
-    if doc and doc.get("pid") == pid:
-        return True
     argv = command_line(pid)
     if argv is None:
         return True
     words = [word for arg in argv for word in arg.replace(":", " ").split()]
-    return any(os.path.basename(word).startswith(service) for word in words)
+    if any(os.path.basename(word).startswith(service) for word in words):
+        return True
+    document = doc()
+    return bool(document and document.get("pid") == pid)
 
 
-def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+def _fingerprint(path: str) -> tuple[int, int, int] | None:
     try:
         info = os.stat(path)
     except OSError:
@@ -177,7 +189,7 @@ def finished_after(doc: Mapping[str, Any] | None, pid: int, generation: int, sen
 
 def signal_and_wait(
     pid: int,
-    state_file: Path,
+    state_file: str,
     *,
     wait: bool = True,
     timeout: float = 90.0,
@@ -190,6 +202,9 @@ def signal_and_wait(
 
     ``service``: refuse a ``pid`` that is not that service's process
     (:func:`is_the_service`) instead of sending it a signal it may not expect.
+
+    Everything before the signal goes out runs on builtin modules (see the
+    imports): the state file is read as bytes then and parsed after.
     """
     if not pid_alive(pid):
         return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
@@ -200,13 +215,21 @@ def signal_and_wait(
             "cinder-reload; not sending it, since SIGHUP would terminate it. Try again once it is ready.",
         )
     try:
-        before = load_state(state_file)
+        raw = read_raw_state(state_file)
     except StateUnreadable as exc:
-        if os.path.isdir(state_file) or not os.access(state_file, os.R_OK):
-            # The engine cannot replace a directory, and we could not read
-            # its answer: the reload's result would never be known.
-            return WaitResult(Outcome.FAILED, f"not reloading: {exc}; its result could never be read")
-        before = None  # garbage: the engine's next (atomic) write replaces it
+        # The engine cannot replace a directory, and we could not read its
+        # answer: the reload's result would never be known.
+        return WaitResult(Outcome.FAILED, f"not reloading: {exc}; its result could never be read")
+    parsed: list[dict[str, Any] | None] = []
+
+    def before() -> dict[str, Any] | None:
+        if not parsed:
+            try:
+                parsed.append(None if raw is None else parse_state(raw, state_file))
+            except StateUnreadable:
+                parsed.append(None)  # garbage: the engine's next (atomic) write replaces it
+        return parsed[0]
+
     if service is not None and not is_the_service(pid, service, before):
         argv = " ".join(command_line(pid) or [])[:120]
         return WaitResult(
@@ -214,10 +237,9 @@ def signal_and_wait(
             f"process {pid} ({argv}) is not {service}: its command line does not name it and its state file "
             f"{state_file} does not name this pid; not sending SIGHUP",
         )
-    generation = int(before.get("generation") or 0) if before and before.get("pid") == pid else 0
     if not wait:
         try:
-            os.kill(pid, signal.SIGHUP)
+            os.kill(pid, signals.SIGHUP)
         except ProcessLookupError:
             return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
         return WaitResult(Outcome.OK, f"sent SIGHUP to {pid}")
@@ -228,12 +250,15 @@ def signal_and_wait(
         unchanged = _fingerprint(state_file)
         sent = monotonic()
         try:
-            os.kill(pid, signal.SIGHUP)
+            os.kill(pid, signals.SIGHUP)
         except ProcessLookupError:
             return WaitResult(Outcome.NOT_RUNNING, f"process {pid} is not running")
-        # The directory watch after the signal (ctypes takes milliseconds to
-        # import, and the reload may as well run meanwhile): a write before
-        # the watch exists is found by _wait's first read, which comes after.
+        # From here on the reload runs meanwhile: what was read before is
+        # parsed now, and the directory watch set up (ctypes takes
+        # milliseconds to import); a write before the watch exists is found
+        # by _wait's first read, which comes after.
+        doc = before()
+        generation = int(doc.get("generation") or 0) if doc and doc.get("pid") == pid else 0
         directory = os.path.dirname(state_file)
         with StateDirWatch(directory) as watch:
             # An idle service writes its state file within milliseconds of
@@ -243,7 +268,7 @@ def signal_and_wait(
             # directory removed under a running service (Debian's units
             # remove /run/cinder on stop), which the service recreates if it
             # may, else never writes.
-            idle = bool(before and before.get("pid") == pid and not before.get("in_progress"))
+            idle = bool(doc and doc.get("pid") == pid and not doc.get("in_progress"))
             idle = idle or not os.path.isdir(directory)
             ack = (sent + ack_timeout, unchanged) if idle else None
             return _wait(pid, state_file, generation, sent, timeout, poll, progress, terminated, watch, ack)
@@ -296,6 +321,8 @@ class StateDirWatch:
         if not fds:
             time.sleep(timeout)
             return
+        import select  # after the SIGHUP (see the imports above)
+
         try:
             ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
@@ -340,21 +367,21 @@ class _SigtermStopsWaiting:
     def __enter__(self) -> _Terminated:
         reader, writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            self._previous = signal.signal(signal.SIGTERM, self._record)
+            self._previous = signals.signal(signals.SIGTERM, self._record)
         except ValueError:  # not the main thread
             os.close(reader)
             os.close(writer)
             return self.terminated
         self._fds = (reader, writer)
-        self._previous_fd = signal.set_wakeup_fd(writer)
+        self._previous_fd = signals.set_wakeup_fd(writer)
         self.terminated.wakeup_fd = reader
         return self.terminated
 
     def __exit__(self, *exc: object) -> None:
         if self._fds is None:
             return
-        signal.set_wakeup_fd(self._previous_fd)
-        signal.signal(signal.SIGTERM, self._previous)
+        signals.set_wakeup_fd(self._previous_fd)
+        signals.signal(signals.SIGTERM, self._previous)
         for fd in self._fds:
             os.close(fd)
         self._fds = None
@@ -362,7 +389,7 @@ class _SigtermStopsWaiting:
 
 def _wait(
     pid: int,
-    state_file: Path,
+    state_file: str,
     generation: int,
     sent: float,
     timeout: float,
@@ -399,7 +426,7 @@ def _wait(
                 return WaitResult(
                     Outcome.FAILED,
                     f"pid {pid} did not record the reload in {state_file} within {ack_deadline - sent:g}s: "
-                    f"it cannot write there ({state_file.parent} missing, read-only or full?) or it is not "
+                    f"it cannot write there ({os.path.dirname(state_file)} missing, read-only or full?) or it is not "
                     "responding; its result cannot be known from here (see the service's log or STATUS=)",
                     doc,
                 )
@@ -464,7 +491,7 @@ def run_signal(request: SignalRequest) -> int:
     progress = _progress_printer()
     result = signal_and_wait(
         pid,
-        state_path(request.service, runtime_dir(override=request.state_dir)),
+        state_file_name(request.service, runtime_dir_name(override=request.state_dir)),
         wait=request.wait,
         timeout=request.timeout,
         progress=progress,
@@ -473,10 +500,10 @@ def run_signal(request: SignalRequest) -> int:
     )
     if progress is not None:
         sys.stderr.write("\r" + " " * 40 + "\r")
-    stream = sys.stdout if result.outcome is Outcome.OK else sys.stderr
-    if result.outcome is Outcome.NOT_RUNNING:
+    stream = sys.stdout if result.outcome == Outcome.OK else sys.stderr
+    if result.outcome == Outcome.NOT_RUNNING:
         print(f"{request.service}: not running ({result.message})", file=stream)
-    elif request.wait or result.outcome is not Outcome.OK:
+    elif request.wait or result.outcome != Outcome.OK:
         print(f"{request.service}: {result.message}", file=stream)
     return int(result.outcome)
 

@@ -12,6 +12,7 @@ import pytest
 
 from .cinderenv import CACHE, VENV_ENV, CinderVenv, find_cinder_venv
 from .infra import Backing, backing_services
+from .units import UnitStack
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +63,20 @@ def systemd257_stack(stack_workdir: Path, cinder_venv: CinderVenv) -> Iterator[U
         yield manager
     finally:
         manager.close()
+
+
+@pytest.fixture
+def volume_unit(
+    cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path, systemd252: UserManager  # noqa: F811
+) -> Iterator[tuple[UnitStack, Backing]]:
+    """cinder-volume alone, as the rendered unit (the stack's fixtures: venv, servers, workdir, manager)."""
+    stack = UnitStack(
+        stack_workdir, cinder_venv, backing, manager=systemd252, services=("cinder-volume",), slow_op_seconds=0.0
+    )
+    try:
+        stack.db_sync()
+        stack.start_service("cinder-volume")
+        systemd252.wait_for(stack.unit("cinder-volume"), 180, ActiveState="active", SubState="running")
+        yield stack, backing
+    finally:
+        stack.stop()

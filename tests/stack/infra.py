@@ -33,8 +33,10 @@ __all__ = [
     "RabbitMQ",
     "backing_services",
     "free_port",
+    "queue_consumers",
     "rabbit_vhost",
     "reachable",
+    "service_hosts",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -404,3 +406,9 @@ def backing_services(
             server.stop()
         if workdir is None:
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def service_hosts(backing: Backing, database: str) -> set[str]:
+    """The ``host@backend`` of every cinder-volume service record in ``database``."""
+    out = backing.db.sql(f"SELECT host FROM `{database}`.services WHERE `binary` = 'cinder-volume' AND deleted = 0")
+    return {line.strip() for line in out.splitlines() if "@" in line}

@@ -17,14 +17,11 @@ import contextlib
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness.managers import UserManager
 
-from .cinderenv import CinderVenv
-from .infra import Backing, queue_consumers
+from .infra import Backing, queue_consumers, service_hosts
 from .stack import wait_for
 from .units import UnitStack
 
@@ -32,28 +29,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.systemd]
 pytest.importorskip("kombu")  # queue_consumers() asks the broker through it
 
 RPCCLIENT = Path(__file__).resolve().parents[1] / "cinder" / "rpcclient.py"
-
-
-def service_hosts(backing: Backing, database: str) -> set[str]:
-    out = backing.db.sql(f"SELECT host FROM `{database}`.services WHERE `binary` = 'cinder-volume' AND deleted = 0")
-    return {line.strip() for line in out.splitlines() if "@" in line}
-
-
-@pytest.fixture
-def volume_unit(
-    cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path, systemd252: UserManager
-) -> Iterator[tuple[UnitStack, Backing]]:
-    """cinder-volume alone, as the rendered unit (the stack's fixtures: venv, servers, workdir, manager)."""
-    stack = UnitStack(
-        stack_workdir, cinder_venv, backing, manager=systemd252, services=("cinder-volume",), slow_op_seconds=0.0
-    )
-    try:
-        stack.db_sync()
-        stack.start_service("cinder-volume")
-        systemd252.wait_for(stack.unit("cinder-volume"), 180, ActiveState="active", SubState="running")
-        yield stack, backing
-    finally:
-        stack.stop()
 
 
 def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[UnitStack, Backing]) -> None:

@@ -1,0 +1,30 @@
+"""Sphinx configuration of cinder-reload's documentation (``tox -e docs``, tools/docs)."""
+
+from __future__ import annotations
+
+project = "cinder-reload"
+author = "cinder-reload developers"
+copyright = "2026, cinder-reload developers"
+
+extensions = [
+    # The configuration reference, generated from the options themselves
+    # (the oslo.config.opts entry point, namespace cinder_reload) ...
+    "oslo_config.sphinxext",
+    # ... and a sample [reload] section generated at build time.
+    "oslo_config.sphinxconfiggen",
+    # The command line reference, from cinder_reload.cli's own parser.
+    "sphinxarg.ext",
+]
+
+config_generator_config_file = [
+    ("../../etc/cinder-reload-config-generator.conf", "_static/cinder-reload"),
+]
+
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+html_static_path = ["_static"]
+
+# The man page is built from the command line reference (tools/docs).
+man_pages = [
+    ("cli/cinder-reload", "cinder-reload", "live, honest reload of OpenStack Cinder services", [author], 8),
+]

@@ -63,7 +63,7 @@ NOTIFY_RELOAD_SINCE = 253
 EXEC_RELOAD_FIRST_SINCE = 259
 #: The flavour of the committed units/: the synchronous ExecReload= works
 #: on every systemd still in use and reports a failed reload in
-#: `systemctl reload`'s exit status (doc/units.md).
+#: `systemctl reload`'s exit status (doc/source/admin/units.rst).
 DEFAULT_SYSTEMD_VERSION = 252
 
 Naming = Literal["debian", "rdo"]
@@ -210,7 +210,7 @@ class RenderSpec:
 
     @property
     def flavour(self) -> str:
-        """The flavour's name, as the unit's header comment and doc/units.md say it."""
+        """The flavour's name, as the unit's header comment and doc/source/admin/units.rst say it."""
         if self.exec_reload_first:
             return f">= {EXEC_RELOAD_FIRST_SINCE}"
         if self.notify_reload:

@@ -26,5 +26,5 @@ html_static_path = ["_static"]
 
 # The man page is built from the command line reference (tools/docs).
 man_pages = [
-    ("cli/cinder-reload", "cinder-reload", "live, honest reload of OpenStack Cinder services", [author], 8),
+    ("cli/cinder-reload", "cinder-reload", "live, honest reload of OpenStack Cinder services", [author], 1),
 ]

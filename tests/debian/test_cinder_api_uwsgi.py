@@ -16,7 +16,7 @@ cinder.conf before the workers load it again.
 
 The drop-in therefore runs cinder-api as cinder's own API server under
 cinder-reload (validated, drained, reloaded in place) and says so in its
-comment; doc/units.md has these figures.
+comment; doc/source/admin/units.rst has these figures.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ def test_flavour_for_the_managers_version_rendered_by_the_installed_package(
         after = debian_cinder.manager.show(UNIT)
         # >= 259 fails the command; 253-258 cannot (READY=1 ends every reload):
         # the reason is then only in StatusText=, which is why the package's
-        # drop-in is the < 253 flavour (doc/units.md).
+        # drop-in is the < 253 flavour (doc/source/admin/units.rst).
         assert (result.returncode != 0) == honest, f"{result}\n{after}"
         assert after["ActiveState"] == "active" and after["MainPID"] == main, after
         assert "Invalid section" in after["StatusText"], after

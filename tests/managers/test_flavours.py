@@ -10,7 +10,7 @@ manager, and what an operator meets is recorded: whether ``systemctl reload``
 of a good change exits 0, how many reload cycles it caused (the daemon's
 generation), whether the unit showed ``reloading`` meanwhile, and whether
 ``systemctl reload`` of a broken file fails.  The table below *is*
-doc/units.md's flavour table; a change in any manager's behaviour fails here.
+doc/source/admin/units.rst's flavour table; a change in any manager's behaviour fails here.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def test_thirty_reloads_systemd_257_notify_reload(
     """The Type=notify-reload flavour under systemd 257: systemd sends SIGHUP and
     waits for RELOADING=1 ... READY=1.  It has no "reload failed": a refused
     file is READY=1 with STATUS=Reload failed: ..., so `systemctl reload`
-    exits 0 there and the reason is in StatusText (doc/units.md)."""
+    exits 0 there and the reason is in StatusText (doc/source/admin/units.rst)."""
     stack = UnitStack(stack_workdir, cinder_venv, backing, manager=systemd257_stack, systemd_version=257)
     _thirty_reloads(stack, lambda: _units_never_restarted(stack), broken_fails=False)
 

@@ -84,7 +84,7 @@ def exercise(manager: UserManager, workdir: Path, systemd_version: int) -> None:
     broken = manager.reload(UNIT)
     props = manager.show(UNIT)
     if systemd_version >= 253:
-        # notify-reload has no "reload failed": READY=1 + STATUS= (doc/units.md).
+        # notify-reload has no "reload failed": READY=1 + STATUS= (doc/source/admin/units.rst).
         assert broken.returncode == 0, broken
         assert props["StatusText"].lower().startswith("reload failed"), props
     else:

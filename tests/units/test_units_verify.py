@@ -151,7 +151,7 @@ def _exposure(unit: Path) -> float:
 
 
 def test_security_exposure_252(tmp_path: Path) -> None:
-    """The figures in doc/units.md: the sandboxed units score far below the
+    """The figures in doc/source/admin/units.rst: the sandboxed units score far below the
     distributions' units; the storage units score like them, on purpose."""
     units = prepare(tmp_path, RenderSpec(systemd_version=252, cinder_reload=HOST_CINDER_RELOAD))
     ours = {u.name: _exposure(u) for u in units if u.parent.name == "units" and u.suffix == ".service"}

@@ -24,7 +24,16 @@ exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_static_path = ["_static"]
 
-# The man page is built from the command line reference (tools/docs).
+# The man page is built from the command line reference: tools/docs, and the
+# packages (debian/rules, rpm/cinder-reload.spec) with `-t man`, which needs
+# nothing but Sphinx and sphinx-argparse (the distribution's) and the source
+# tree: the other pages need the installed entry points.
+if tags.has("man"):  # type: ignore[name-defined]  # noqa: F821  (Sphinx's `tags`)
+    extensions = ["sphinxarg.ext"]
+    root_doc = "cli/cinder-reload"
+    exclude_patterns += ["index.rst", "admin", "configuration", "devref"]
+    html_static_path = []
+
 man_pages = [
     ("cli/cinder-reload", "cinder-reload", "live, honest reload of OpenStack Cinder services", [author], 1),
 ]

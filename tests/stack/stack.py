@@ -15,6 +15,7 @@ rendered units (tests/stack/units.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,9 @@ from helpers import wait_until
 from .api import CinderAPI
 from .cinderenv import CinderVenv, StackConfig, service_env, stack_deps
 from .infra import Backing, free_port
+
+#: cinder's RPC API from outside the services (create a volume on a backend).
+RPCCLIENT = Path(__file__).resolve().parents[1] / "cinder" / "rpcclient.py"
 
 __all__ = ["SERVICES", "Stack", "children_of", "wait_for"]
 
@@ -112,6 +116,22 @@ class Stack:
         if self.mode == "reload":
             return [self.venv.bin("cinder-reload"), "run", service, "--state-dir", str(self.state_dir), "--", *config]
         return [self.venv.bin(service), *config]
+
+    def rpc_create_volume(self, host_pool: str, size: int = 1, wait: float = 60.0) -> dict[str, Any]:
+        """A volume created on ``host@backend#pool`` through cinder's RPC API
+        (tests/cinder/rpcclient.py, with the services' environment: PyMySQL),
+        as the row the run's database holds once it left ``creating``."""
+        done = subprocess.run(
+            [self.venv.bin("python"), str(RPCCLIENT), str(self.config.path)]
+            + ["create", host_pool, str(size), "--wait", f"{wait:g}"],
+            capture_output=True,
+            text=True,
+            timeout=wait + 60,
+            env=self.env(),
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        volume: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+        return volume
 
     def db_sync(self) -> None:
         out = subprocess.run(

@@ -12,8 +12,6 @@ backend through cinder's RPC API.
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +21,6 @@ from .units import UnitStack
 
 pytestmark = [pytest.mark.stack, pytest.mark.systemd]
 pytest.importorskip("kombu")  # queue_consumers() asks the broker through it
-
-RPCCLIENT = Path(__file__).resolve().parents[1] / "cinder" / "rpcclient.py"
-
 
 def started_workers(stack: UnitStack) -> dict[str, int]:
     """Each backend's worker pid, as the main process reported them once all had started."""
@@ -64,16 +59,7 @@ def test_backend_added_then_removed_by_systemctl_reload(volume_unit: tuple[UnitS
     assert set(children_of(main)) == {fake1, fake2, fake3}
     assert queue_consumers(url, queue["fake3"]) >= 1
     assert f"{host}@fake3" in service_hosts(backing, backing.database)
-    created = subprocess.run(
-        [stack.venv.bin("python"), str(RPCCLIENT), str(stack.config.path)]
-        + ["create", f"{host}@fake3#fake3", "1", "--wait", "60"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=stack.env(),
-    )
-    assert created.returncode == 0, created.stderr[-2000:]
-    volume = json.loads(created.stdout.splitlines()[-1])
+    volume = stack.rpc_create_volume(f"{host}@fake3#fake3")
     assert volume["status"] == "available", volume
     assert f"{host}@fake3#fake3" in backing.db.sql(
         f"SELECT host FROM `{backing.database}`.volumes WHERE id = '{volume['id']}'"

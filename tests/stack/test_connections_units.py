@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -27,9 +25,6 @@ from .units import UnitStack
 
 pytestmark = [pytest.mark.stack, pytest.mark.systemd]
 pytest.importorskip("kombu")  # queue_consumers() asks the broker through it
-
-RPCCLIENT = Path(__file__).resolve().parents[1] / "cinder" / "rpcclient.py"
-
 
 def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[UnitStack, Backing]) -> None:
     stack, backing = volume_unit
@@ -73,16 +68,7 @@ def test_transport_and_database_moved_by_systemctl_reload(volume_unit: tuple[Uni
         # MariaDB: cinder's own start path registered both backends in the new database.
         assert service_hosts(backing, second) == {f"{host}@{b}" for b in stack.backends}
         # A volume cast through the new vhost, its row only in the new database: created.
-        created = subprocess.run(
-            [stack.venv.bin("python"), str(RPCCLIENT), str(stack.config.path)]
-            + ["create", f"{host}@{stack.backends[0]}#{stack.backends[0]}", "1", "--wait", "60"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=stack.env(),  # PyMySQL, as the services have it
-        )
-        assert created.returncode == 0, created.stderr[-2000:]
-        volume = json.loads(created.stdout.splitlines()[-1])
+        volume = stack.rpc_create_volume(f"{host}@{stack.backends[0]}#{stack.backends[0]}")
         assert volume["status"] == "available", volume
         rows = backing.db.sql(f"SELECT status FROM `{second}`.volumes WHERE id = '{volume['id']}'")
         assert "available" in rows

@@ -354,13 +354,41 @@ class BackendService(WrappedService):
         #: by the fork: closed in the worker, which has no business with them.
         self.inherited: list[Channel] = []
         self.worker: BackendWorker | None = None
+        #: Set by stop(): under cotyledon, wait() holds cinder's own wait() until then.
+        self._stopping = threading.Event()
+        self._in_thread = False
 
     def start(self) -> None:
         for other in self.inherited:
             other.close()
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self._in_thread = threading.current_thread() is not threading.main_thread()
+        if not self._in_thread:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # else cotyledon runs the service in a thread, where no signal
+        # disposition can be set: its new-worker hook did it (threading_backend.py).
         if self.channel is None:  # not forked by the reloading launcher
             self.inner.start()
             return
         self.worker = BackendWorker(self.inner, self.channel, strict=self.strict, name=self.name)
         self.worker.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.inner.stop()
+
+    def wait(self) -> None:
+        """cinder's wait(), once the service is stopping.
+
+        oslo.service's threading ServiceWrapper calls wait() right after
+        start(), in the thread that runs the service; cinder's wait() waits on
+        each RPC server's own wait(), which oslo.messaging lets through as soon
+        as the server is stopped, and then closes the server's connection.  A
+        retiring worker stops its RPC servers without stopping the service
+        (it may consume again): cinder's wait() would then close the
+        connection the drain is using, from a second thread (seen: both
+        blocked on the same socket for 20 s).  On eventlet oslo.service calls
+        wait() only after stop().
+        """
+        if self._in_thread:
+            self._stopping.wait()
+        self.inner.wait()

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cinderproc import FAKE_DRIVER, CinderService, volume_config
+from cinderproc import FAKE_DRIVER, OSLO_BACKENDS, CinderService, on_backend, volume_config
 from helpers import wait_until
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
 Start = Callable[..., CinderService]
+
+@pytest.fixture(params=OSLO_BACKENDS)
+def start_cinder(request: pytest.FixtureRequest, start_cinder: Start) -> Start:
+    """Every test here on both of oslo.service's backends: eventlet, and cotyledon's threads."""
+    return on_backend(request.param, start_cinder)
 
 
 def edited(service: CinderService, old: str, new: str, count: int = 1) -> str:

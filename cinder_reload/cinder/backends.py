@@ -33,8 +33,13 @@ For one changed backend, in order (the reason for each step is the next):
    start path brings the backend up on its previous values).
 
 oslo.service respawns a worker that dies from the ``ServiceWrapper`` it was
-launched with; each launch here makes a new one, so a crashed worker comes
-back with the configuration of its last successful launch.
+launched with (cotyledon: from the service it was ``add()``-ed with); each
+launch here makes a new one, so a crashed worker comes back with the
+configuration of its last successful launch.  The fork itself is the
+launcher's: eventlet's ``_start_child()`` (launchers.py), cotyledon's
+supervisor thread (threading_backend.CotyledonForks); both hand this class
+the same WorkerHandle, and ``WorkerHandle.wrap.workers`` says whether a dead
+worker is forked again.
 """
 
 from __future__ import annotations
@@ -361,9 +366,8 @@ class BackendWorkers:
         return frozenset(self._backends()) | frozenset(self.shared_groups())
 
     def shared_groups(self) -> Collection[str]:
-        # Backends (one worker per section) on eventlet only: identical
-        # workers roll on their own options (_roll_identical), and on
-        # cotyledon the workers are not replaced one by one.
+        # Backends (one worker per section): identical workers roll on
+        # their own options (_roll_identical).
         return frozenset(SHARED_GROUPS) if self._membership is not None and self._shared is None else frozenset()
 
     def owned_options(self) -> Collection[OptKey]:

@@ -81,6 +81,8 @@ class CotyledonSlot:
     def __init__(self, service_id: Any) -> None:
         self.service_id = service_id
         self.workers = 1
+        #: cotyledon's count set to 0: done once (reconfigure() refuses 0 -> 0).
+        self.dropped = False
 
 
 class CotyledonForks:
@@ -130,7 +132,9 @@ class CotyledonForks:
         if slot.workers == 0:
             # Its exit was the reload's (replaced, removed, or a new worker
             # that did not come up): not forked again, and not counted.
-            self.manager.reconfigure(service_id, 0)
+            if not slot.dropped:
+                slot.dropped = True
+                self.manager.reconfigure(service_id, 0)
             return
         ours, theirs = Channel.pair()
         service.channel, service.strict = theirs, self.backends.strict_next(service.name)
@@ -138,9 +142,14 @@ class CotyledonForks:
         forked_at = time.monotonic()
         try:
             fork(service_id, worker_id)  # the child never returns from this
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
             service.channel, service.inherited = None, []
+        # cotyledon's table of its running workers (private): the one
+        # place the new process, and so its pid, is recorded.
         process = next(
             (p for p, info in self.manager._running_services[service_id].items() if info.worker_id == worker_id),
             None,
@@ -175,7 +184,11 @@ class CotyledonForks:
 
 
 def _backend_service(manager: Any, service_id: Any) -> BackendService | None:
-    """The BackendService a cotyledon service runs (oslo.service's ServiceWrapper's argument), if it is one."""
+    """The BackendService a cotyledon service runs (oslo.service's ServiceWrapper's argument), if it is one.
+
+    Read from cotyledon's table of services (private): oslo.service's
+    ``launch_service()`` does not return the id ``add()`` gave it.
+    """
     config = manager._services.get(service_id)
     args = getattr(config, "args", ()) or ()
     return args[0] if args and isinstance(args[0], BackendService) else None

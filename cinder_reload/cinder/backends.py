@@ -306,17 +306,20 @@ class BackendWorkers:
             return [h.channel for h in self.handles.values()]
 
     # -- start -----------------------------------------------------------------
-    def wait_ready(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+    def wait_ready(self, should_stop: Callable[[], bool] = lambda: False, launched: Collection[str] = ()) -> bool:
         """Until every backend cinder launched reported its start; False if stopped first.
 
         cinder's own start skips a backend whose ``Service.create()`` raised
         (it logs it and goes on with the others): there is no worker to wait
         for, and waiting would keep READY=1 from ever being sent.
+        ``launched``: backends launched but maybe not forked yet (cotyledon
+        forks them one by one once its manager runs): each must have a worker.
         """
         while not should_stop():
             with self._lock:
                 handles = list(self.handles.values())
-            if handles and all(h.started.is_set() for h in handles):
+                forked = set(launched) <= set(self.handles)
+            if handles and forked and all(h.started.is_set() for h in handles):
                 return True
             time.sleep(0.05)
         return False

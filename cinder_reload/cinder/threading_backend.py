@@ -110,6 +110,11 @@ class CotyledonForks:
         self._forked: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
 
+    def launched(self) -> list[str]:
+        """The backends cinder launched so far (forked or not yet)."""
+        services = (_backend_service(self.manager, sid) for sid in list(self.manager._services))
+        return sorted(s.name for s in services if s is not None)
+
     def install(self) -> None:
         fork = self.manager._start_worker
 
@@ -265,10 +270,12 @@ class ThreadingReload:
         self.engine.start()
         stopping = threading.Event()
         backends = forks.backends
+        launched = forks.launched()
 
         def announce_ready() -> None:
-            # READY=1 once every backend's worker reported its start, as on eventlet.
-            if backends.wait_ready(should_stop=stopping.is_set):
+            # READY=1 once every backend's worker reported its start, as on
+            # eventlet; cotyledon forks them one after the other once run() runs.
+            if backends.wait_ready(should_stop=stopping.is_set, launched=launched):
                 self.engine.ready(f"Serving: {backends.summary()}", workers=backends.describe())
 
         threading.Thread(target=announce_ready, name="reload-ready", daemon=True).start()

@@ -345,9 +345,13 @@ class BackendService(WrappedService):
     before each fork (launchers.py); the forked copy uses them.
     """
 
-    def __init__(self, inner: Any, name: str) -> None:
+    def __init__(self, inner: Any, name: str, *, in_thread: bool = False) -> None:
         super().__init__(inner)
         self.name = name
+        #: oslo.service's threading backend: cotyledon runs start() and wait()
+        #: in a thread of the worker (said by the launcher: under eventlet
+        #: threading.current_thread() is never the main thread either).
+        self.in_thread = in_thread
         self.channel: Channel | None = None
         self.strict = False
         #: The main process's ends of the other workers' channels, inherited
@@ -356,13 +360,11 @@ class BackendService(WrappedService):
         self.worker: BackendWorker | None = None
         #: Set by stop(): under cotyledon, wait() holds cinder's own wait() until then.
         self._stopping = threading.Event()
-        self._in_thread = False
 
     def start(self) -> None:
         for other in self.inherited:
             other.close()
-        self._in_thread = threading.current_thread() is not threading.main_thread()
-        if not self._in_thread:
+        if not self.in_thread:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # else cotyledon runs the service in a thread, where no signal
         # disposition can be set: its new-worker hook did it (threading_backend.py).
@@ -389,6 +391,6 @@ class BackendService(WrappedService):
         blocked on the same socket for 20 s).  On eventlet oslo.service calls
         wait() only after stop().
         """
-        if self._in_thread:
+        if self.in_thread:
             self._stopping.wait()
         self.inner.wait()

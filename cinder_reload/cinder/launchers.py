@@ -149,7 +149,7 @@ def install(integration: Integration) -> None:
                 name = self._backup_slot(service)
             if self.backends is not None:
                 if self.backends.may_fork(name):  # a reload forks only once the old worker drained
-                    wrapped = BackendService(service, name)
+                    wrapped = BackendService(service, name, in_thread=integration.threading_backend)
                     if self._forks is None:  # eventlet forks in there; cotyledon once its manager runs
                         super().launch_service(wrapped, workers)
                     else:  # cotyledon, while a reload runs: forked by its supervisor thread

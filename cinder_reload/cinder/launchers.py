@@ -20,8 +20,10 @@ What the subclasses change, and why:
   ready.
 * **workers**: cinder-volume's backends are driven over a control channel
   per worker (backends.py, backend_worker.py): each fork gets a fresh
-  socketpair (``_start_child``).  The other services' workers run a reload
-  engine of their own (services.WorkerService, workers.SignalledWorkers).
+  socketpair (``_start_child``; under cotyledon, whose supervisor thread
+  forks, threading_backend.CotyledonForks).  The other services' workers run
+  a reload engine of their own (services.WorkerService,
+  workers.SignalledWorkers); under cotyledon they are restarted by it.
 
 Module layout: integration.py (what the service is), services.py (the
 wrappers oslo.service runs), threading_backend.py (cotyledon), this module

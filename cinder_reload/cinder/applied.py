@@ -70,15 +70,14 @@ def rows() -> list[Row]:
             "cinder-volume",
             "`[DEFAULT] enabled_backends`",
             f"{REPLACED}: backends added or removed",
-            "a new backend's worker started, a removed one drained and stopped (eventlet; "
-            "on cotyledon pending restart)",
+            "a new backend's worker started, a removed one drained and stopped (eventlet and cotyledon)",
         ),
         (
             "cinder-volume",
             f"every other option of {shared}: the transports' and the database's ({_keys(rolled)}) too",
             f"{REPLACED}: every backend's, one at a time",
             "read by every worker; the transports and the database engine are set up again first; "
-            "a backend that cannot take it puts the others back (eventlet; on cotyledon every worker restarts)",
+            "a backend that cannot take it puts the others back (eventlet and cotyledon)",
         ),
         (
             "cinder-volume",

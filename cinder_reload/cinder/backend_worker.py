@@ -345,22 +345,52 @@ class BackendService(WrappedService):
     before each fork (launchers.py); the forked copy uses them.
     """
 
-    def __init__(self, inner: Any, name: str) -> None:
+    def __init__(self, inner: Any, name: str, *, in_thread: bool = False) -> None:
         super().__init__(inner)
         self.name = name
+        #: oslo.service's threading backend: cotyledon runs start() and wait()
+        #: in a thread of the worker (said by the launcher: under eventlet
+        #: threading.current_thread() is never the main thread either).
+        self.in_thread = in_thread
         self.channel: Channel | None = None
         self.strict = False
         #: The main process's ends of the other workers' channels, inherited
         #: by the fork: closed in the worker, which has no business with them.
         self.inherited: list[Channel] = []
         self.worker: BackendWorker | None = None
+        #: Set by stop(): under cotyledon, wait() holds cinder's own wait() until then.
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         for other in self.inherited:
             other.close()
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if not self.in_thread:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # else cotyledon runs the service in a thread, where no signal
+        # disposition can be set: its new-worker hook did it (threading_backend.py).
         if self.channel is None:  # not forked by the reloading launcher
             self.inner.start()
             return
         self.worker = BackendWorker(self.inner, self.channel, strict=self.strict, name=self.name)
         self.worker.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.inner.stop()
+
+    def wait(self) -> None:
+        """cinder's wait(), once the service is stopping.
+
+        oslo.service's threading ServiceWrapper calls wait() right after
+        start(), in the thread that runs the service; cinder's wait() waits on
+        each RPC server's own wait(), which oslo.messaging lets through as soon
+        as the server is stopped, and then closes the server's connection.  A
+        retiring worker stops its RPC servers without stopping the service
+        (it may consume again): cinder's wait() would then close the
+        connection the drain is using, from a second thread (seen: both
+        blocked on the same socket for 20 s).  On eventlet oslo.service calls
+        wait() only after stop().
+        """
+        if self.in_thread:
+            self._stopping.wait()
+        self.inner.wait()

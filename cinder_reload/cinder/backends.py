@@ -33,8 +33,13 @@ For one changed backend, in order (the reason for each step is the next):
    start path brings the backend up on its previous values).
 
 oslo.service respawns a worker that dies from the ``ServiceWrapper`` it was
-launched with; each launch here makes a new one, so a crashed worker comes
-back with the configuration of its last successful launch.
+launched with (cotyledon: from the service it was ``add()``-ed with); each
+launch here makes a new one, so a crashed worker comes back with the
+configuration of its last successful launch.  The fork itself is the
+launcher's: eventlet's ``_start_child()`` (launchers.py), cotyledon's
+supervisor thread (threading_backend.CotyledonForks); both hand this class
+the same WorkerHandle, and ``WorkerHandle.wrap.workers`` says whether a dead
+worker is forked again.
 """
 
 from __future__ import annotations
@@ -301,17 +306,20 @@ class BackendWorkers:
             return [h.channel for h in self.handles.values()]
 
     # -- start -----------------------------------------------------------------
-    def wait_ready(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+    def wait_ready(self, should_stop: Callable[[], bool] = lambda: False, launched: Collection[str] = ()) -> bool:
         """Until every backend cinder launched reported its start; False if stopped first.
 
         cinder's own start skips a backend whose ``Service.create()`` raised
         (it logs it and goes on with the others): there is no worker to wait
         for, and waiting would keep READY=1 from ever being sent.
+        ``launched``: backends launched but maybe not forked yet (cotyledon
+        forks them one by one once its manager runs): each must have a worker.
         """
         while not should_stop():
             with self._lock:
                 handles = list(self.handles.values())
-            if handles and all(h.started.is_set() for h in handles):
+                forked = set(launched) <= set(self.handles)
+            if handles and forked and all(h.started.is_set() for h in handles):
                 return True
             time.sleep(0.05)
         return False
@@ -361,9 +369,8 @@ class BackendWorkers:
         return frozenset(self._backends()) | frozenset(self.shared_groups())
 
     def shared_groups(self) -> Collection[str]:
-        # Backends (one worker per section) on eventlet only: identical
-        # workers roll on their own options (_roll_identical), and on
-        # cotyledon the workers are not replaced one by one.
+        # Backends (one worker per section): identical workers roll on
+        # their own options (_roll_identical).
         return frozenset(SHARED_GROUPS) if self._membership is not None and self._shared is None else frozenset()
 
     def owned_options(self) -> Collection[OptKey]:

@@ -20,8 +20,10 @@ What the subclasses change, and why:
   ready.
 * **workers**: cinder-volume's backends are driven over a control channel
   per worker (backends.py, backend_worker.py): each fork gets a fresh
-  socketpair (``_start_child``).  The other services' workers run a reload
-  engine of their own (services.WorkerService, workers.SignalledWorkers).
+  socketpair (``_start_child``; under cotyledon, whose supervisor thread
+  forks, threading_backend.CotyledonForks).  The other services' workers run
+  a reload engine of their own (services.WorkerService,
+  workers.SignalledWorkers); under cotyledon they are restarted by it.
 
 Module layout: integration.py (what the service is), services.py (the
 wrappers oslo.service runs), threading_backend.py (cotyledon), this module
@@ -44,7 +46,7 @@ from .backend_worker import BackendService
 from .backends import BackendWorkers, WorkerHandle
 from .integration import Integration
 from .services import ServiceReset, SingleService, WorkerService, take_sighup
-from .threading_backend import ThreadingReload
+from .threading_backend import CotyledonForks, ThreadingReload
 
 __all__ = ["Integration", "install"]
 
@@ -104,6 +106,8 @@ def install(integration: Integration) -> None:
         def __init__(self, conf: cfg.ConfigOpts, **kwargs: Any) -> None:
             self._reload_workers: dict[str, WorkerService] = {}
             self.backends: BackendWorkers | None = None
+            #: cotyledon's fork of the backends' workers (threading backend), once its manager runs.
+            self._forks: CotyledonForks | None = None
             workers: BackendWorkers | SignalledWorkers
             #: cinder-backup's processes: the slot name of each process number cinder was given.
             self._backup_slots: dict[int, str] = {}
@@ -114,7 +118,7 @@ def install(integration: Integration) -> None:
                 self.backends = workers = BackendWorkers(
                     lambda backend: volume_cmd._launch_service(self, backend),
                     lambda: list(integration.worker_groups),
-                    None if integration.threading_backend else integration.set_worker_group,
+                    integration.set_worker_group,
                     reset_transports=_reset_transports,
                     reset_database=_reset_database,
                 )
@@ -145,9 +149,17 @@ def install(integration: Integration) -> None:
             name = _worker_name(service, integration)
             if integration.service == "cinder-backup" and self.backends is not None:
                 name = self._backup_slot(service)
-            if self.backends is not None and not integration.threading_backend:
+            if self.backends is not None:
                 if self.backends.may_fork(name):  # a reload forks only once the old worker drained
-                    super().launch_service(BackendService(service, name), workers)
+                    wrapped = BackendService(service, name, in_thread=integration.threading_backend)
+                    if self._forks is None:  # eventlet forks in there; cotyledon once its manager runs
+                        super().launch_service(wrapped, workers)
+                    else:  # cotyledon, while a reload runs: forked by its supervisor thread
+                        self._forks.launch(
+                            lambda: super(ReloadingProcessLauncher, self).launch_service(wrapped, workers),
+                            wrapped,
+                            integration.worker_timeout + 10.0,
+                        )
                 return
             if name in self._reload_workers:  # cinder-backup's N processes: one service each
                 name = f"{name}{len(self._reload_workers) + 1}"
@@ -206,7 +218,9 @@ def install(integration: Integration) -> None:
         def wait(self) -> None:
             manager = getattr(self, "_manager", None)
             if manager is not None:  # oslo.service's threading backend: cotyledon
-                ThreadingReload(self.engine, manager, integration).wait(super().wait)
+                if integration.service == "cinder-volume" and self.backends is not None:
+                    self._forks = CotyledonForks(manager, self.backends)
+                ThreadingReload(self.engine, manager, integration, self._forks).wait(super().wait)
                 return
             self.engine.events.extend(integration.events())
             self.engine.start()

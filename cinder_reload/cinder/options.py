@@ -103,10 +103,11 @@ RESTART_REASONS: dict[OptKey, str] = {
     ("DEFAULT", "rpc_response_timeout"): _RPC,
     ("DEFAULT", "host"): _IDENTITY,
     ("DEFAULT", "cluster"): _IDENTITY + " (Active/Active: the cluster's queue)",
-    # Live on the eventlet backend (a backend added or removed); there the
-    # workers step carries it out and this entry is never shown.
-    ("DEFAULT", "enabled_backends"): "under oslo.service's threading backend (cotyledon) the backends are "
-    "fixed until a restart",
+    # Carried out by cinder-volume's workers step (a backend added or
+    # removed) on both of oslo.service's backends: shown only where no
+    # workers step owns it (Workers.owned_options()).
+    ("DEFAULT", "enabled_backends"): "the backends are fixed until a restart where no workers step adds or "
+    "removes them",
     ("DEFAULT", "state_path"): "paths derived from it are fixed when the process starts",
     ("database", "connection"): "oslo.db's engine factory is configured once per process; workers inherit it",
     ("database", "slave_connection"): "oslo.db's engine factory is configured once per process; workers inherit it",

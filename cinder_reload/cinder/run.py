@@ -44,9 +44,11 @@ def _volume_prepare(integration: Any) -> None:
     # [DEFAULT] is applied by replacing the workers, except what only the
     # main process acts on (its logging, its process management).
     integration.main_process_reasons = main_process_options()
-    # The transports and the database too, where the workers are replaced
-    # (not on cotyledon, which forks them again from this process as it is).
-    rolled = frozenset() if integration.threading_backend else TRANSPORT_OPTIONS | DATABASE_OPTIONS
+    # The transports and the database too: the workers are replaced, on
+    # eventlet and on cotyledon alike, and the first new worker's start path
+    # sets them up again (backends._connections_follow;
+    # tests/cinder/test_connections_roll.py runs on both).
+    rolled = TRANSPORT_OPTIONS | DATABASE_OPTIONS
     integration.restart_only = (
         restart_only("cinder-volume", backends) - rolled
     ) | frozenset(integration.main_process_reasons)

@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,35 @@ from typing import Any
 from helpers import NotifyListener, signal_wait, wait_until
 
 __all__ = [
+    "OSLO_BACKENDS",
+    "THREADING",
     "CinderService",
     "api_config",
     "backup_config",
     "children_of",
     "db_template",
+    "on_backend",
     "scheduler_config",
     "volume_config",
 ]
 
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
+
+#: cinder's switch to oslo.service's threading backend (cotyledon) instead of eventlet.
+THREADING = {"OS_CINDER_DISABLE_EVENTLET_PATCHING": "true"}
+#: oslo.service's two backends, for tests parametrised over them (on_backend()).
+OSLO_BACKENDS = ("eventlet", "threading")
+
+
+def on_backend(backend: str, start: Callable[..., CinderService]) -> Callable[..., CinderService]:
+    """The ``start_cinder`` fixture's function, starting services on ``backend`` (one of OSLO_BACKENDS)."""
+    if backend == "eventlet":
+        return start
+
+    def start_threading(*args: Any, env: dict[str, str] | None = None, **kwargs: Any) -> CinderService:
+        return start(*args, env={**THREADING, **(env or {})}, **kwargs)
+
+    return start_threading
 
 
 def volume_config(workdir: Path, **overrides: str) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cinderproc import CinderService, volume_config
+from cinderproc import OSLO_BACKENDS, CinderService, on_backend, volume_config
 from helpers import wait_until
 from stack.infra import queue_consumers, rabbit_vhost
 
@@ -30,6 +30,14 @@ pytestmark = pytest.mark.cinder
 pytest.importorskip("kombu")  # queue_consumers() asks the broker through it
 
 HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(params=OSLO_BACKENDS)
+def start_cinder(
+    request: pytest.FixtureRequest, start_cinder: Callable[..., CinderService]
+) -> Callable[..., CinderService]:
+    """On both of oslo.service's backends: cotyledon forks the new workers from the same main process."""
+    return on_backend(request.param, start_cinder)
 
 
 def create_volume(cinder_venv: Path, volume: CinderService, pool: str) -> str:

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cinderproc import FAKE_DRIVER, CinderService, volume_config
+from cinderproc import FAKE_DRIVER, OSLO_BACKENDS, CinderService, on_backend, volume_config
 from helpers import wait_until
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
 Start = Callable[..., CinderService]
+
+@pytest.fixture(params=OSLO_BACKENDS)
+def start_cinder(request: pytest.FixtureRequest, start_cinder: Start) -> Start:
+    """Every test here on both of oslo.service's backends: eventlet, and cotyledon's threads."""
+    return on_backend(request.param, start_cinder)
 
 
 def edited(service: CinderService, old: str, new: str, count: int = 1) -> str:
@@ -440,6 +445,32 @@ def test_a_sighup_storm_during_a_replacement_runs_at_most_one_more_cycle(start_c
     assert doc["generation"] <= 3, doc["generation"]
     new1 = volume.worker_pid("fake1")
     assert new1 != fake1 and volume.pids() == {volume.pid, new1, fake2}
+
+
+def test_a_sighup_to_the_whole_process_group_reaches_the_main_process_only(start_cinder: Start) -> None:
+    """As cotyledon's own reload sends it (os.killpg(0, SIGHUP)), or an operator's ``kill -HUP -PGID``.
+
+    The file is broken meanwhile: the main process validates it and fails
+    the reload; a worker that acted on the signal would read it (oslo.service's
+    eventlet child mutates the files, and dies on a syntax error) or restart
+    (cotyledon's worker terminates and is forked again).  Every worker ignores it.
+    """
+    import os
+    import signal
+
+    from cinderproc import wait_state
+
+    volume = start_cinder()
+    pids = volume.pids()
+    good = volume.config_file.read_text()
+    volume.edit(good + "[fake2\n")
+    os.killpg(volume.pid, signal.SIGHUP)
+    doc = wait_state(volume, "cinder-volume", lambda d: d["generation"] >= 1 and not d.get("in_progress"), 60)
+    assert doc["result"] == "failed" and doc["workers"] == [], doc
+    volume.edit(good)
+    done = volume.reload()  # one more round trip through the main process
+    assert done.returncode == 0 and "no changes" in done.stdout, done.stdout + done.stderr
+    assert volume.pids() == pids
 
 
 def test_a_drain_counts_cinders_own_rpc_call_in_flight(start_cinder: Start, cinder_venv: Path) -> None:

@@ -65,18 +65,37 @@ def systemd257_stack(stack_workdir: Path, cinder_venv: CinderVenv) -> Iterator[U
         manager.close()
 
 
-@pytest.fixture
+#: cinder's two oslo.service backends: eventlet, and threading (cotyledon), which
+#: OpenStack moves every service to (eventlet removal, 2026.2 - 2027.2).
+SERVICE_BACKENDS = {"eventlet": {}, "threading": {"OS_CINDER_DISABLE_EVENTLET_PATCHING": "true"}}
+
+
+@pytest.fixture(params=sorted(SERVICE_BACKENDS))
 def volume_unit(
-    cinder_venv: CinderVenv, backing: Backing, stack_workdir: Path, systemd252: UserManager  # noqa: F811
+    request: pytest.FixtureRequest,
+    cinder_venv: CinderVenv,
+    backing: Backing,
+    stack_workdir: Path,
+    systemd252: UserManager,  # noqa: F811
 ) -> Iterator[tuple[UnitStack, Backing]]:
-    """cinder-volume alone, as the rendered unit (the stack's fixtures: venv, servers, workdir, manager)."""
+    """cinder-volume alone, as the rendered unit (the stack's fixtures: venv, servers, workdir, manager),
+    on each of oslo.service's backends."""
     stack = UnitStack(
-        stack_workdir, cinder_venv, backing, manager=systemd252, services=("cinder-volume",), slow_op_seconds=0.0
+        stack_workdir,
+        cinder_venv,
+        backing,
+        manager=systemd252,
+        services=("cinder-volume",),
+        slow_op_seconds=0.0,
+        unit_env=dict(SERVICE_BACKENDS[request.param]),
     )
     try:
         stack.db_sync()
         stack.start_service("cinder-volume")
         systemd252.wait_for(stack.unit("cinder-volume"), 180, ActiveState="active", SubState="running")
+        # The switch cinder reads (cinder.monkey_patch) reached the main process, or not.
+        environ = Path(f"/proc/{stack.main_pid('cinder-volume')}/environ").read_bytes().split(b"\0")
+        assert (b"OS_CINDER_DISABLE_EVENTLET_PATCHING=true" in environ) == (request.param == "threading")
         yield stack, backing
     finally:
         stack.stop()

@@ -67,6 +67,8 @@ class UnitStack(Stack):
     manager: UserManager | None = None
     #: The unit flavour: < 253 Type=notify + synchronous ExecReload=, >= 253 Type=notify-reload.
     systemd_version: int = 252
+    #: More Environment= of the units (OS_CINDER_DISABLE_EVENTLET_PATCHING: oslo.service's threading backend).
+    unit_env: dict[str, str] = field(default_factory=dict)
     last: dict[str, CommandResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,7 +90,7 @@ class UnitStack(Stack):
     def start_service(self, service: str) -> None:
         assert self.manager is not None
         env = self.env()
-        keep = {k: env[k] for k in ("PYTHONPATH", "PYTHONUNBUFFERED", "PATH")}
+        keep = {k: env[k] for k in ("PYTHONPATH", "PYTHONUNBUFFERED", "PATH")} | self.unit_env
         text = stack_unit(
             service,
             systemd_version=self.systemd_version,

@@ -68,7 +68,6 @@ _PER_SERVICE_RESTART_ONLY: dict[str, tuple[OptKey, ...]] = {
         ("DEFAULT", "osapi_volume_listen"),
         ("DEFAULT", "osapi_volume_listen_port"),
         ("DEFAULT", "osapi_volume_workers"),
-        ("DEFAULT", "api_paste_config"),
     ),
     "cinder-scheduler": (),
 }
@@ -117,7 +116,6 @@ RESTART_REASONS: dict[OptKey, str] = {
     ("DEFAULT", "osapi_volume_listen"): "the API's listening socket is bound once, at start",
     ("DEFAULT", "osapi_volume_listen_port"): "the API's listening socket is bound once, at start",
     ("DEFAULT", "osapi_volume_workers"): "the number of API processes is fixed when the service starts",
-    ("DEFAULT", "api_paste_config"): "the WSGI pipeline is loaded once, at start",
 }
 
 

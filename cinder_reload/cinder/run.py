@@ -52,6 +52,14 @@ def _volume_prepare(integration: Any) -> None:
     ) | frozenset(integration.main_process_reasons)
 
 
+def _api_prepare(integration: Any) -> None:
+    """cinder-api: every option is applied by new workers, but what the main process keeps."""
+    # Logging and process management are set up in the main process and
+    # inherited by every worker, so new workers would not take them.
+    integration.main_process_reasons = main_process_options()
+    integration.restart_only = restart_only("cinder-api") | frozenset(integration.main_process_reasons)
+
+
 def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) -> None:
     """Keep cinder's log file name: ``log_dir/cinder-volume.log``, not ``cinder-reload.log``.
 
@@ -129,6 +137,11 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
         integration.prepare = backup.prepare
         integration.worker_setup = backup.setup
         integration.publisher = "backup"
+    elif service == "cinder-api" and not integration.threading_backend:
+        from . import api
+
+        integration.prepare = _api_prepare
+        integration.shared_options = lambda conf: api.shared_options(conf, integration.restart_only)
     install(integration)
     result = module.main()
     return int(result or 0)

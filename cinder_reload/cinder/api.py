@@ -1,0 +1,219 @@
+"""cinder-api: its workers replaced at every reload, as gunicorn does on HUP.
+
+cinder's ``main()`` builds one ``WSGIService('osapi_volume')`` in the main
+process (the paste pipeline is loaded there, and oslo.service's
+``wsgi.Server`` binds the listening socket there) and forks
+``osapi_volume_workers`` processes that all accept on that inherited socket.
+So a new worker needs no socket hand-over: it only has to accept on the same
+one.  A reload (backends.BackendWorkers with ``overlap``):
+
+1. builds a new ``WSGIService('osapi_volume')`` through cinder's own
+   constructor, with the new configuration in force (the paste file, the
+   WSGI options, every option the app reads), accepting on the socket the
+   service bound at start (:func:`sharing_listener`), and forks it through
+   the launcher, once per worker;
+2. once every new worker accepts, retires the old ones (:class:`ApiWorker`):
+   they stop accepting (connections queued meanwhile stay in the shared
+   backlog for the new workers: none is refused), answer the requests they
+   hold with ``Connection: close``, and exit once none is left.
+
+New workers come first, unlike cinder-volume's backends (where the old
+worker drains before its successor's ``init_host`` may run): an API worker
+owns nothing but its connections, and starting first means the service
+never accepts with fewer workers.  A new worker that does not come up (a
+paste file that does not load, an SSL certificate that cannot be read) is
+stopped, and the old ones, never paused, keep serving.
+
+Every reload replaces the workers, changed options or not: the WSGI
+application also reads files the reload does not compare (api-paste.ini),
+so a reload is how an operator makes it read them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from oslo_config import cfg
+
+from ..channel import Channel, Message
+from ..config import registered_options
+from ..diff import OptKey
+from .backend_worker import BackendWorker
+
+__all__ = ["ApiWorker", "IDLE_GRACE", "shared_options", "sharing_listener"]
+
+LOG = logging.getLogger(__name__)
+
+#: How long a retiring worker lets a keep-alive connection wait for its next
+#: request before closing it.  A client in the middle of a series of
+#: requests sends the next one within milliseconds and gets it answered,
+#: with ``Connection: close``; closing an idle connection at once (what
+#: eventlet's server does when it stops) races with a request the client
+#: may be sending at that very moment, which it would see reset.
+IDLE_GRACE = 2.0
+
+
+def shared_options(conf: cfg.ConfigOpts, restart_only: Collection[OptKey]) -> frozenset[OptKey]:
+    """The options a new set of API workers applies: every immutable one the main process
+    does not keep for itself (mutable ones are applied live everywhere anyway)."""
+    return frozenset(
+        (reg.group, reg.opt.dest)
+        for reg in registered_options(conf)
+        if not reg.opt.mutable and (reg.group, reg.opt.dest) not in restart_only
+    )
+
+
+@contextmanager
+def sharing_listener(sock: Any) -> Iterator[None]:
+    """While cinder builds a ``WSGIService``, its ``wsgi.Server`` takes ``sock`` instead of binding.
+
+    The listening socket is bound once, in the main process, when cinder
+    starts; binding the same address again fails (EADDRINUSE) while the
+    old workers still accept on it, and a second socket would split the
+    queue of waiting connections.  oslo.service's ``Server.__init__`` gets
+    its socket from ``_get_socket()``: that one call is pointed at the
+    running socket, with the socket options of the new configuration
+    (``tcp_keepidle``) applied as ``_get_socket()`` does.  The main process
+    builds one service at a time (the reload's workers step), so nothing
+    else sees the replacement.
+    """
+    from oslo_service import wsgi
+
+    original = wsgi.Server._get_socket
+
+    def running_socket(server: Any, host: str, port: int, backlog: int) -> Any:
+        return server._set_socket_opts(sock)
+
+    wsgi.Server._get_socket = running_socket
+    try:
+        yield
+    finally:
+        wsgi.Server._get_socket = original
+
+
+def _retiring_protocol(base: type, worker: ApiWorker) -> type:
+    """eventlet's ``HttpProtocol`` that knows when its worker is retiring.
+
+    eventlet's ``server()``, when it stops, shuts down every connection
+    that waits for its next request and closes the others after their
+    current response, even one already sent with keep-alive: both can
+    meet a request the client is sending at that moment.  Here, once the
+    worker retires, every response says ``Connection: close``, and a
+    connection whose last response promised keep-alive is answered once
+    more, with ``Connection: close``, unless it stays idle for
+    :data:`IDLE_GRACE`.
+    """
+    from eventlet import wsgi
+
+    class RetiringProtocol(base):  # type: ignore[misc]
+        def __init__(self, conn_state: list[Any], *args: Any, **kwargs: Any) -> None:
+            # eventlet's handler serves the whole connection inside __init__.
+            self.waiting_since = time.monotonic()
+            self.conn_state = conn_state
+            worker.connections.add(self)
+            try:
+                super().__init__(conn_state, *args, **kwargs)
+            finally:
+                worker.connections.discard(self)
+
+        def handle(self) -> None:
+            # eventlet's loop (HttpProtocol.handle), except that a connection
+            # its server marked closing still gets the request its client may
+            # send after a keep-alive response, while the worker retires.
+            self.close_connection = 1
+            while True:
+                self.waiting_since = time.monotonic()
+                self.handle_one_request()
+                if self.conn_state[2] == wsgi.STATE_CLOSE and not worker.retiring:
+                    self.close_connection = 1
+                elif self.conn_state[2] != wsgi.STATE_CLOSE:
+                    self.conn_state[2] = wsgi.STATE_IDLE
+                if self.close_connection:
+                    break
+
+        def handle_one_response(self) -> Any:
+            if worker.retiring:
+                self.close_connection = 1  # eventlet then sends "Connection: close"
+            return super().handle_one_response()
+
+        @property
+        def waiting(self) -> bool:
+            """Between two requests: nothing read of the next one yet."""
+            return bool(self.conn_state[2] != wsgi.STATE_REQUEST)
+
+    return RetiringProtocol
+
+
+class ApiWorker(BackendWorker):
+    """The reload's side of one cinder-api worker process (the control channel's other end)."""
+
+    def __init__(self, service: Any, channel: Channel, *, strict: bool, name: str) -> None:
+        super().__init__(service, channel, strict=strict, name=name)
+        self.retiring = False
+        #: eventlet's protocol objects of the connections this worker holds.
+        self.connections: set[Any] = set()
+
+    def start(self) -> None:
+        server = self.service.server
+        server._protocol = _retiring_protocol(server._protocol, self)
+        try:
+            self.service.start()  # cinder's WSGIService.start(): the accept loop on the shared socket
+        except Exception as exc:
+            self._start_failed(f"{type(exc).__name__}: {exc}")
+        self._report_ready(True, None)
+
+    def retire(self, timeout: float) -> Message:
+        """Stop accepting; answer what the connections bring with ``Connection: close``; return once none is left."""
+        from eventlet import greenio, wsgi
+
+        stopped_at = time.monotonic()
+        self.retiring = True
+        # No yield from here to the end of the stop: eventlet's server, killed
+        # by stop(), marks and shuts down its idle connections synchronously;
+        # marked closing first, they are left to the grace below instead.
+        for connection in list(self.connections):
+            if connection.conn_state[2] == wsgi.STATE_IDLE:
+                connection.conn_state[2] = wsgi.STATE_CLOSE
+        in_flight = sum(1 for c in list(self.connections) if not c.waiting)
+        self.service.stop()  # cinder's own: the accept loop ends, the socket stays open elsewhere
+        LOG.info(
+            "reload: API worker %s (pid %d) stopped accepting (%d request(s) in flight, %d connection(s))",
+            self.backend,
+            os.getpid(),
+            in_flight,
+            len(self.connections),
+        )
+        deadline = stopped_at + timeout
+        while self.connections:
+            now = time.monotonic()
+            past = now >= deadline
+            for connection in list(self.connections):
+                if connection.waiting and (past or now - connection.waiting_since >= IDLE_GRACE):
+                    greenio.shutdown_safe(connection.conn_state[1])
+            if past:
+                break
+            time.sleep(0.01)
+        busy = sum(1 for c in list(self.connections) if not c.waiting)
+        if busy:
+            return {
+                "ok": False,
+                "stopped_at": stopped_at,
+                "reason": f"{busy} request(s) still in flight after {timeout:g}s; they finish "
+                "within cinder's graceful stop (graceful_shutdown_timeout)",
+            }
+        return {
+            "ok": True,
+            "stopped_at": stopped_at,
+            "drained_s": round(time.monotonic() - stopped_at, 6),
+            "in_flight": in_flight,
+        }
+
+    def resume(self) -> Message:
+        # Never asked: an API worker is retired only once its successor accepts.
+        return {"ok": False, "reason": "an API worker that stopped accepting does not start again"}
+

@@ -1,0 +1,122 @@
+"""cinder-api 29: a reload replaces the API workers under a steady load, without losing a request.
+
+What a user sees from outside: every request answered (nothing refused,
+reset or 5xx) while the reload runs, the main PID kept, every worker PID
+new, and the changed option (``osapi_max_limit``: how many volume types a
+list returns) in effect in every worker.  A paste file that does not load
+fails the reload, and the old workers keep answering.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from apiload import HEADERS, ApiLoad, get, server_pid
+from cinderproc import CinderService, api_config, children_of
+
+pytestmark = [pytest.mark.cinder, pytest.mark.process]
+
+Start = Callable[..., CinderService]
+TYPES = "/v3/types"  # auth_strategy = noauth: no project in the path
+
+
+def _port(api: CinderService) -> int:
+    found = re.search(r"osapi_volume_listen_port = (\d+)", api.config_file.read_text())
+    assert found is not None
+    return int(found.group(1))
+
+
+def _create_types(port: int, count: int) -> None:
+    for number in range(count):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        body = json.dumps({"volume_type": {"name": f"type{number}"}})
+        conn.request("POST", TYPES, body=body, headers={**HEADERS, "Content-Type": "application/json"})
+        reply = conn.getresponse()
+        reply.read()
+        conn.close()
+        assert reply.status == 200, reply.status
+
+
+def _items_by_worker(port: int, workers: set[int], timeout: float = 30.0) -> dict[int, set[int]]:
+    """How many volume types each worker's list returns: new connections until every worker answered."""
+    seen: dict[int, set[int]] = {}
+    deadline = time.monotonic() + timeout
+    while set(seen) != workers and time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            status, data, _ = get(port, TYPES, conn)
+            assert status == 200, status
+            pid = server_pid(conn, port, workers)
+        finally:
+            conn.close()
+        if pid is not None:
+            seen.setdefault(pid, set()).add(len(data["volume_types"]))
+    return seen
+
+
+def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinder_venv: Path) -> None:
+    api = start_cinder("cinder-api", lambda workdir: api_config(workdir, cinder_venv))
+    port = _port(api)
+    main = api.pid
+    old = children_of(main)
+    assert len(old) == 2  # osapi_volume_workers = 2
+    _create_types(port, 4)  # with cinder's __DEFAULT__: 5 types
+    assert {pid: n for pid, n in _items_by_worker(port, old).items()} == {pid: {5} for pid in old}
+
+    good = api.config_file.read_text()
+    paste = api.workdir / "api-paste.ini"
+    good_paste = paste.read_text()
+
+    # A paste file that does not load: the new workers never come up, the
+    # old ones keep answering, and the reload says why.
+    paste.write_text(good_paste.replace("[composite:osapi_volume]", "[composite:something_else]"))
+    with ApiLoad(port, TYPES) as load:
+        load.wait_for(20)
+        done = api.reload()
+        after = load.count()
+        load.wait_for(after + 20)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "osapi_volume" in done.stderr, done.stderr
+    assert load.failures == [], load.failures[:10]
+    assert children_of(main) == old and api.pid == main
+    assert {a.items for a in load.answers} == {5}
+    paste.write_text(good_paste)
+
+    # osapi_max_limit = 2 (a list returns 2 of the 5 types), debug live,
+    # osapi_volume_workers pending restart: new workers under the load.
+    api.edit(
+        good.replace("debug = false", "debug = true\nosapi_max_limit = 2").replace(
+            "osapi_volume_workers = 2", "osapi_volume_workers = 3"
+        )
+    )
+    with ApiLoad(port, TYPES) as load:
+        load.wait_for(30)
+        started = time.monotonic()
+        done = api.reload()
+        ended = time.monotonic()
+        after = load.count()
+        load.wait_for(after + 30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pending restart: DEFAULT.osapi_volume_workers" in done.stdout, done.stdout
+    # Every request answered, none refused, reset or 5xx.
+    assert load.failures == [], load.failures[:10]
+    assert all(a.status == 200 for a in load.answers)
+    during = [a for a in load.answers if started <= a.at <= ended]
+    assert during, "no request was answered while the reload ran"
+    # Keep-alive clients were told to reconnect ("Connection: close") and did.
+    assert any(a.closed and a.keep_alive for a in load.answers)
+    assert {a.items for a in load.answers if a.at > ended} == {2}
+    # Same main process, every worker new, each returning 2 types.
+    new = children_of(main)
+    assert api.pid == main and len(new) == 2 and not new & old, (old, new)
+    assert _items_by_worker(port, new) == {pid: {2} for pid in new}
+    doc = api.state()
+    assert sorted(w["old_pid"] for w in doc["workers"]) == sorted(old)
+    assert sorted(w["new_pid"] for w in doc["workers"]) == sorted(new)
+    assert {c["option"] for c in doc["changed"]} >= {"debug", "osapi_max_limit"}

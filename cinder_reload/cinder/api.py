@@ -96,6 +96,44 @@ def sharing_listener(sock: Any) -> Iterator[None]:
         wsgi.Server._get_socket = original
 
 
+class _Connection:
+    """One accepted connection: eventlet's ``[address, socket, state]`` and since when it waits for a request."""
+
+    def __init__(self, conn_state: list[Any]) -> None:
+        self.conn_state = conn_state
+        self.waiting_since = time.monotonic()
+
+    @property
+    def waiting(self) -> bool:
+        """Between two requests (or before the first): nothing read of the next one yet."""
+        from eventlet import wsgi
+
+        return bool(self.conn_state[2] != wsgi.STATE_REQUEST)
+
+
+def _tracking_pool(pool: Any, worker: ApiWorker) -> Any:
+    """oslo.service's green pool for the server, noting each connection as it is accepted.
+
+    eventlet's accept loop hands each new connection to ``pool.spawn()``
+    in the loop's own greenthread; the handler starts later.  A connection
+    accepted right before the worker retires is known from here on, so the
+    retirement treats it like any other instead of letting eventlet's stop
+    shut it down under a request on its way.
+    """
+
+    class TrackingPool(type(pool)):  # type: ignore[misc]
+        def spawn(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+            conn_state = args[0] if args else None
+            if isinstance(conn_state, list):
+                worker.connections[id(conn_state)] = _Connection(conn_state)
+                thread = super().spawn(function, *args, **kwargs)
+                thread.link(lambda _thread: worker.connections.pop(id(conn_state), None))
+                return thread
+            return super().spawn(function, *args, **kwargs)
+
+    return TrackingPool(pool.size)
+
+
 def _retiring_protocol(base: type, worker: ApiWorker) -> type:
     """eventlet's ``HttpProtocol`` that knows when its worker is retiring.
 
@@ -111,23 +149,15 @@ def _retiring_protocol(base: type, worker: ApiWorker) -> type:
     from eventlet import wsgi
 
     class RetiringProtocol(base):  # type: ignore[misc]
-        def __init__(self, conn_state: list[Any], *args: Any, **kwargs: Any) -> None:
-            # eventlet's handler serves the whole connection inside __init__.
-            self.waiting_since = time.monotonic()
-            self.conn_state = conn_state
-            worker.connections.add(self)
-            try:
-                super().__init__(conn_state, *args, **kwargs)
-            finally:
-                worker.connections.discard(self)
-
         def handle(self) -> None:
             # eventlet's loop (HttpProtocol.handle), except that a connection
             # its server marked closing still gets the request its client may
             # send after a keep-alive response, while the worker retires.
+            record = worker.connections.get(id(self.conn_state))
             self.close_connection = 1
             while True:
-                self.waiting_since = time.monotonic()
+                if record is not None:
+                    record.waiting_since = time.monotonic()
                 self.handle_one_request()
                 if self.conn_state[2] == wsgi.STATE_CLOSE and not worker.retiring:
                     self.close_connection = 1
@@ -141,11 +171,6 @@ def _retiring_protocol(base: type, worker: ApiWorker) -> type:
                 self.close_connection = 1  # eventlet then sends "Connection: close"
             return super().handle_one_response()
 
-        @property
-        def waiting(self) -> bool:
-            """Between two requests: nothing read of the next one yet."""
-            return bool(self.conn_state[2] != wsgi.STATE_REQUEST)
-
     return RetiringProtocol
 
 
@@ -155,12 +180,13 @@ class ApiWorker(BackendWorker):
     def __init__(self, service: Any, channel: Channel, *, strict: bool, name: str) -> None:
         super().__init__(service, channel, strict=strict, name=name)
         self.retiring = False
-        #: eventlet's protocol objects of the connections this worker holds.
-        self.connections: set[Any] = set()
+        #: The connections this worker holds, by id() of eventlet's conn_state.
+        self.connections: dict[int, _Connection] = {}
 
     def start(self) -> None:
         server = self.service.server
         server._protocol = _retiring_protocol(server._protocol, self)
+        server._pool = _tracking_pool(server._pool, self)
         try:
             self.service.start()  # cinder's WSGIService.start(): the accept loop on the shared socket
         except Exception as exc:
@@ -176,10 +202,10 @@ class ApiWorker(BackendWorker):
         # No yield from here to the end of the stop: eventlet's server, killed
         # by stop(), marks and shuts down its idle connections synchronously;
         # marked closing first, they are left to the grace below instead.
-        for connection in list(self.connections):
+        for connection in list(self.connections.values()):
             if connection.conn_state[2] == wsgi.STATE_IDLE:
                 connection.conn_state[2] = wsgi.STATE_CLOSE
-        in_flight = sum(1 for c in list(self.connections) if not c.waiting)
+        in_flight = sum(1 for c in list(self.connections.values()) if not c.waiting)
         self.service.stop()  # cinder's own: the accept loop ends, the socket stays open elsewhere
         LOG.info(
             "reload: API worker %s (pid %d) stopped accepting (%d request(s) in flight, %d connection(s))",
@@ -192,13 +218,13 @@ class ApiWorker(BackendWorker):
         while self.connections:
             now = time.monotonic()
             past = now >= deadline
-            for connection in list(self.connections):
+            for connection in list(self.connections.values()):
                 if connection.waiting and (past or now - connection.waiting_since >= IDLE_GRACE):
                     greenio.shutdown_safe(connection.conn_state[1])
             if past:
                 break
             time.sleep(0.01)
-        busy = sum(1 for c in list(self.connections) if not c.waiting)
+        busy = sum(1 for c in list(self.connections.values()) if not c.waiting)
         if busy:
             return {
                 "ok": False,
@@ -216,4 +242,3 @@ class ApiWorker(BackendWorker):
     def resume(self) -> Message:
         # Never asked: an API worker is retired only once its successor accepts.
         return {"ok": False, "reason": "an API worker that stopped accepting does not start again"}
-

@@ -270,6 +270,9 @@ class BackendWorkers:
         #: on one shared listening socket): every reload starts a new set
         #: first and retires the old one once it is up (_replace_overlapping).
         self._overlap = overlap
+        #: Counts the sets of new workers started (overlap): the launcher builds
+        #: one service per set and forks every worker of the set from it.
+        self.batch = 0
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
         #: Launches a reload started whose fork waits for its go (_Launch).
@@ -518,6 +521,7 @@ class BackendWorkers:
         names = sorted(self.handles)
         olds = {name: self.handles[name] for name in names}
         undo = plan.overrides.set(changes)  # the values the new workers start with
+        self.batch += 1
         new: dict[str, WorkerHandle] = {}
         failure: tuple[str, str] | None = None
         for name in names:
@@ -544,13 +548,14 @@ class BackendWorkers:
             results = []
             for name in names:
                 told = self.tell(name, live, plan) if live else None
+                what = f"new worker failed: {why}" if name == failed_name else f"not replaced ({failed_name} failed)"
                 results.append(
                     WorkerResult(
                         name,
                         olds[name].pid,
                         False,
-                        f"{name}: new worker failed: {why}; its worker (pid {olds[name].pid}) keeps serving "
-                        "on the previous configuration" + (f" ({told.message})" if told is not None else ""),
+                        f"{name}: {what}; its worker (pid {olds[name].pid}) keeps serving on the previous "
+                        "configuration" + (f" ({told.message})" if told is not None else ""),
                         failed_groups={name: why} if name == failed_name else {},
                     )
                 )

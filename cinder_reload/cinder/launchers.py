@@ -114,6 +114,8 @@ def install(integration: Integration) -> None:
             #: cinder-api: the worker names, and the socket cinder bound at start.
             self._api_slots: list[str] = []
             self._api_socket: Any = None
+            #: The service the current set of new API workers is forked from, by batch.
+            self._api_built: tuple[int, Any] | None = None
             if integration.service == "cinder-volume":
                 from cinder.cmd import volume as volume_cmd
 
@@ -211,13 +213,19 @@ def install(integration: Integration) -> None:
 
             ``WSGIService('osapi_volume')`` loads the paste pipeline with
             the configuration now in force, on the socket cinder bound at
-            start (api.sharing_listener); the launcher forks it.
+            start (api.sharing_listener); the launcher forks it.  One
+            service per set of new workers, every worker of the set forked
+            from it, as cinder's main() forks all of them from one (loading
+            the pipeline takes most of a second).
             """
             from cinder import service as cinder_service
 
             assert self.backends is not None
-            with sharing_listener(self._api_socket):
-                server = cinder_service.WSGIService("osapi_volume")
+            batch = self.backends.batch
+            if self._api_built is None or self._api_built[0] != batch:
+                with sharing_listener(self._api_socket):
+                    self._api_built = (batch, cinder_service.WSGIService("osapi_volume"))
+            server = self._api_built[1]
             if self.backends.may_fork(name):
                 super().launch_service(BackendService(server, name, ApiWorker), 1)
 

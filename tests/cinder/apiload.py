@@ -84,7 +84,7 @@ class ApiLoad:
     port: int
     path: str
     keep_alive_clients: int = 3
-    new_connection_clients: int = 3
+    new_connection_clients: int = 4
     answers: list[Answer] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)

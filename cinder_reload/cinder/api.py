@@ -102,13 +102,20 @@ class _Connection:
     def __init__(self, conn_state: list[Any]) -> None:
         self.conn_state = conn_state
         self.waiting_since = time.monotonic()
+        #: A request is being read or answered (eventlet's own state says
+        #: "close" for every connection once its server stopped).
+        self.busy = False
 
     @property
     def waiting(self) -> bool:
         """Between two requests (or before the first): nothing read of the next one yet."""
-        from eventlet import wsgi
+        return not self.busy
 
-        return bool(self.conn_state[2] != wsgi.STATE_REQUEST)
+
+def _closing() -> str:
+    from eventlet import wsgi
+
+    return str(wsgi.STATE_CLOSE)
 
 
 def _tracking_pool(pool: Any, worker: ApiWorker) -> Any:
@@ -125,6 +132,9 @@ def _tracking_pool(pool: Any, worker: ApiWorker) -> Any:
         def spawn(self, function: Any, *args: Any, **kwargs: Any) -> Any:
             conn_state = args[0] if args else None
             if isinstance(conn_state, list):
+                if worker.retiring:
+                    # Accepted while the loop is being stopped: see ApiWorker.retire().
+                    conn_state[2] = _closing()
                 worker.connections[id(conn_state)] = _Connection(conn_state)
                 thread = super().spawn(function, *args, **kwargs)
                 thread.link(lambda _thread: worker.connections.pop(id(conn_state), None))
@@ -157,7 +167,7 @@ def _retiring_protocol(base: type, worker: ApiWorker) -> type:
             self.close_connection = 1
             while True:
                 if record is not None:
-                    record.waiting_since = time.monotonic()
+                    record.busy, record.waiting_since = False, time.monotonic()
                 self.handle_one_request()
                 if self.conn_state[2] == wsgi.STATE_CLOSE and not worker.retiring:
                     self.close_connection = 1
@@ -166,12 +176,29 @@ def _retiring_protocol(base: type, worker: ApiWorker) -> type:
                 if self.close_connection:
                     break
 
+        def parse_request(self) -> bool:
+            # Right after the request line arrived (no yield in between).
+            record = worker.connections.get(id(self.conn_state))
+            if record is not None:
+                record.busy = True
+            return bool(super().parse_request())
+
         def handle_one_response(self) -> Any:
             if worker.retiring:
                 self.close_connection = 1  # eventlet then sends "Connection: close"
             return super().handle_one_response()
 
     return RetiringProtocol
+
+
+def _waits_in_accept(loop: Any) -> bool:
+    """Whether eventlet's accept loop is suspended inside ``accept()``."""
+    frame = getattr(loop, "gr_frame", None)
+    while frame is not None:
+        if frame.f_code.co_name == "accept" and "eventlet" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class ApiWorker(BackendWorker):
@@ -198,15 +225,28 @@ class ApiWorker(BackendWorker):
         from eventlet import greenio, wsgi
 
         stopped_at = time.monotonic()
+        server = self.service.server
+        # eventlet's server(), when its accept loop is killed, shuts down every
+        # connection still marked idle, in the same breath: one that has a
+        # request on its way (or already buffered, not read yet) loses it.
+        # Marked closing instead, they are left to the grace below; from
+        # here on the tracking pool marks what the loop still accepts.
         self.retiring = True
-        # No yield from here to the end of the stop: eventlet's server, killed
-        # by stop(), marks and shuts down its idle connections synchronously;
-        # marked closing first, they are left to the grace below instead.
+        in_flight = sum(1 for c in list(self.connections.values()) if not c.waiting)
+        loop = server._server
+        # The loop is killed only where it waits in accept(): killed anywhere
+        # else (its log call after accept() may yield), the connection it has
+        # just accepted would be dropped with its frame (seen: a reset).  From
+        # that check to the kill nothing yields.
+        give_up = time.monotonic() + 1.0
+        while loop is not None and not loop.dead and not _waits_in_accept(loop) and time.monotonic() < give_up:
+            time.sleep(0)
         for connection in list(self.connections.values()):
             if connection.conn_state[2] == wsgi.STATE_IDLE:
                 connection.conn_state[2] = wsgi.STATE_CLOSE
-        in_flight = sum(1 for c in list(self.connections.values()) if not c.waiting)
-        self.service.stop()  # cinder's own: the accept loop ends, the socket stays open elsewhere
+        if loop is not None:
+            loop.kill()
+        # cinder's own stop() (pool resized, loop killed) comes with the exit.
         LOG.info(
             "reload: API worker %s (pid %d) stopped accepting (%d request(s) in flight, %d connection(s))",
             self.backend,

@@ -114,7 +114,7 @@ class ApiLoad:
 
     def _fail(self, what: str) -> None:
         with self._lock:
-            self.failures.append(what)
+            self.failures.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {what}")
 
     def _keep_alive(self) -> None:
         conn: http.client.HTTPConnection | None = None

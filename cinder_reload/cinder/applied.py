@@ -112,6 +112,20 @@ def rows() -> list[Row]:
         ),
         *_restart_rows("cinder-backup"),
         ("cinder-api", mutable, LIVE, mutable_why),
+        (
+            "cinder-api",
+            "every other option (`osapi_max_limit`, `api_paste_config`, the policy's, the WSGI server's, ...) "
+            "and the files the WSGI application reads (api-paste.ini), at every reload",
+            f"{REPLACED}: every worker, the new ones first",
+            "new workers from cinder's own WSGIService on the socket bound at start; the old ones stop accepting "
+            "and finish their requests (eventlet; on cotyledon pending restart)",
+        ),
+        (
+            "cinder-api",
+            f"every immutable `[DEFAULT]` option of oslo.log and oslo.service (entry points {libraries})",
+            PENDING,
+            "logging and process management are set up once, in the main process, and every worker inherits them",
+        ),
         *_restart_rows("cinder-api"),
         (
             "all",

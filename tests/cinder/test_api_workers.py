@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apiload import HEADERS, ApiLoad, get, server_pid
@@ -43,21 +44,29 @@ def _create_types(port: int, count: int) -> None:
         assert reply.status == 200, reply.status
 
 
-def _items_by_worker(port: int, workers: set[int], timeout: float = 30.0) -> dict[int, set[int]]:
-    """How many volume types each worker's list returns: new connections until every worker answered."""
-    seen: dict[int, set[int]] = {}
+def _by_worker(port: int, workers: set[int], path: str, timeout: float = 30.0) -> dict[int, set[Any]]:
+    """What each worker answers to ``GET path`` (the status, and for a list the number of items):
+    new connections until every worker answered."""
+    seen: dict[int, set[Any]] = {}
     deadline = time.monotonic() + timeout
     while set(seen) != workers and time.monotonic() < deadline:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
-            status, data, _ = get(port, TYPES, conn)
-            assert status == 200, status
+            status, data, _ = get(port, path, conn)
             pid = server_pid(conn, port, workers)
         finally:
             conn.close()
         if pid is not None:
-            seen.setdefault(pid, set()).add(len(data["volume_types"]))
+            items = len(data["volume_types"]) if status == 200 and "volume_types" in data else None
+            seen.setdefault(pid, set()).add((status, items) if items is not None else status)
     return seen
+
+
+def _items_by_worker(port: int, workers: set[int]) -> dict[int, set[int]]:
+    """How many volume types each worker's list returns."""
+    found = _by_worker(port, workers, TYPES)
+    assert all(isinstance(a, tuple) and a[0] == 200 for answers in found.values() for a in answers), found
+    return {pid: {a[1] for a in answers} for pid, answers in found.items()}
 
 
 def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinder_venv: Path) -> None:
@@ -98,6 +107,21 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
     ):
         api.edit(config)
         old = _reload_under_load(api, port, old, limit)
+
+    # A policy file named in [oslo_policy]: every new worker enforces it
+    # (reading one volume type: 200 before, 403 after; the list still 200).
+    status, data, _ = get(port, TYPES)
+    one = f"{TYPES}/{data['volume_types'][0]['id']}"
+    assert _by_worker(port, old, one) == {pid: {200} for pid in old}
+    policy = api.workdir / "policy.yaml"
+    policy.write_text('"volume_extension:type_get": "!"\n')
+    api.edit(api.config_file.read_text() + f"\n[oslo_policy]\npolicy_file = {policy}\n")
+    done = api.reload()
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = children_of(main)
+    assert len(new) == 2 and not new & old
+    assert _by_worker(port, new, one) == {pid: {403} for pid in new}
+    assert _items_by_worker(port, new) == {pid: {3} for pid in new}
 
 
 def _reload_under_load(api: CinderService, port: int, old: set[int], limit: int) -> set[int]:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from apiload import HEADERS, ApiLoad, get, server_pid
 from cinderproc import CinderService, api_config, children_of
+from cinderunit import Unit
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
@@ -152,3 +153,30 @@ def _reload_under_load(api: CinderService, port: int, old: set[int], limit: int)
     assert sorted(w["new_pid"] for w in doc["workers"]) == sorted(new)
     assert "osapi_max_limit" in {c["option"] for c in doc["changed"]}
     return new
+
+
+@pytest.mark.systemd
+def test_systemctl_reload_replaces_the_api_workers_under_load(cinder_unit: Any, cinder_venv: Path) -> None:
+    """The same through the rendered unit under a real systemd 252 manager: ``systemctl reload``."""
+    api: Unit = cinder_unit("cinder-api", lambda workdir: api_config(workdir, cinder_venv))
+    found = re.search(r"osapi_volume_listen_port = (\d+)", api.config_file.read_text())
+    assert found is not None
+    port = int(found.group(1))
+    main = int(api.show()["MainPID"])
+    old = children_of(main)
+    assert len(old) == 2
+    _create_types(port, 2)  # with cinder's __DEFAULT__: 3 types
+    api.edit(api.config_file.read_text().replace("debug = false", "debug = true\nosapi_max_limit = 1"))
+    with ApiLoad(port, TYPES) as load:
+        load.wait_for(20)
+        done = api.reload()
+        after = load.count()
+        load.wait_for(after + 20)
+    assert done.ok, done
+    assert load.failures == [], load.failures[:10]
+    props = api.show()
+    assert props["ActiveState"] == "active" and int(props["MainPID"]) == main, props
+    assert "2/2 workers ok" in props["StatusText"], props["StatusText"]
+    new = children_of(main)
+    assert len(new) == 2 and not new & old, (old, new)
+    assert _items_by_worker(port, new) == {pid: {1} for pid in new}

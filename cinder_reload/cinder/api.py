@@ -73,9 +73,10 @@ def sharing_listener(sock: Any) -> Iterator[None]:
     """While cinder builds a ``WSGIService``, its ``wsgi.Server`` takes ``sock`` instead of binding.
 
     The listening socket is bound once, in the main process, when cinder
-    starts; binding the same address again fails (EADDRINUSE) while the
-    old workers still accept on it, and a second socket would split the
-    queue of waiting connections.  oslo.service's ``Server.__init__`` gets
+    starts, and stays open there.  A second one would bind (eventlet sets
+    ``SO_REUSEPORT``), and the kernel would then hand part of the new
+    connections to the first socket, which nobody accepts on once the old
+    workers are gone (tried: clients time out).  oslo.service's ``Server.__init__`` gets
     its socket from ``_get_socket()``: that one call is pointed at the
     running socket, with the socket options of the new configuration
     (``tcp_keepidle``) applied as ``_get_socket()`` does.  The main process

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +108,17 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
         (3, edited.replace("debug = false", "debug = true\nosapi_max_limit = 3")),
     ):
         api.edit(config)
+        if limit == 2:
+            # What `check --running` says a reload would do, before it does.
+            preview = subprocess.run(
+                [api.bin("cinder-reload"), "check", "cinder-api", "--running", "--state-dir", str(api.state_dir)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert preview.returncode == 0, preview.stdout + preview.stderr
+            assert "  [DEFAULT] osapi_max_limit: (not set) -> '2': the workers replaced" in preview.stdout
+            assert "  [DEFAULT] osapi_volume_workers: '2' -> '3': needs a restart" in preview.stdout
         old = _reload_under_load(api, port, old, limit)
 
     # A policy file named in [oslo_policy]: every new worker enforces it

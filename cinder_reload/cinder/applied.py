@@ -18,6 +18,8 @@ from .options import (
     _COMMON_RESTART_ONLY,
     _MAIN_PROCESS_LIBRARIES,
     _PER_SERVICE_RESTART_ONLY,
+    API_MAIN_PROCESS_GROUPS,
+    API_MAIN_PROCESS_OPTIONS,
     DATABASE_OPTIONS,
     RESTART_REASONS,
     TRANSPORT_OPTIONS,
@@ -126,6 +128,18 @@ def rows() -> list[Row]:
             PENDING,
             "logging and process management are set up once, in the main process, and every worker inherits them",
         ),
+        *[
+            (
+                "cinder-api",
+                f"every immutable option of `[{prefix}*]`"
+                if prefix.endswith("_")
+                else f"every immutable option of `[{prefix}]`",
+                PENDING,
+                why,
+            )
+            for prefix, why in API_MAIN_PROCESS_GROUPS.items()
+        ],
+        ("cinder-api", _keys(API_MAIN_PROCESS_OPTIONS), PENDING, next(iter(API_MAIN_PROCESS_OPTIONS.values()))),
         *_restart_rows("cinder-api"),
         (
             "all",

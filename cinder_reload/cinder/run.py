@@ -25,6 +25,7 @@ from .options import (
     DATABASE_OPTIONS,
     SERVICES,
     TRANSPORT_OPTIONS,
+    api_main_process_options,
     config_args,
     main_process_options,
     missing_backend_sections,
@@ -54,9 +55,9 @@ def _volume_prepare(integration: Any) -> None:
 
 def _api_prepare(integration: Any) -> None:
     """cinder-api: every option is applied by new workers, but what the main process keeps."""
-    # Logging and process management are set up in the main process and
-    # inherited by every worker, so new workers would not take them.
-    integration.main_process_reasons = main_process_options()
+    # What the main process set up for itself and every worker inherits
+    # (logging, process management, the transports): new workers would not take it.
+    integration.main_process_reasons = api_main_process_options(integration.conf)
     integration.restart_only = restart_only("cinder-api") | frozenset(integration.main_process_reasons)
 
 

@@ -13,6 +13,7 @@ import http.client
 import json
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,14 @@ def _create_types(port: int, count: int) -> None:
         reply.read()
         conn.close()
         assert reply.status == 200, reply.status
+
+
+def _wait(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while (found := probe()) is None:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+    return found
 
 
 def _by_worker(port: int, workers: set[int], path: str, timeout: float = 30.0) -> dict[int, set[Any]]:
@@ -139,6 +148,31 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
     assert len(new) == 2 and not new & old
     assert _by_worker(port, new, one) == {pid: {403} for pid in new}
     assert _items_by_worker(port, new) == {pid: {3} for pid in new}
+
+    # A request still in flight (its body half sent) holds the reload until
+    # its old worker answered it; the new workers are up meanwhile.
+    old = new
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    body = json.dumps({"volume_type": {"name": "slow"}}).encode()
+    conn.putrequest("POST", TYPES)
+    for name, value in {**HEADERS, "Content-Type": "application/json", "Content-Length": str(len(body))}.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    conn.send(body[:10])
+    holder = _wait(lambda: server_pid(conn, port, old), "a worker to accept the slow request")
+    reloaded: list[Any] = []
+    thread = threading.Thread(target=lambda: reloaded.append(api.reload()))
+    thread.start()
+    _wait(lambda: len(children_of(main)) == 4 or None, "the new workers next to the old ones")
+    assert thread.is_alive(), "the reload ended with a request in flight"
+    conn.send(body[10:])
+    reply = conn.getresponse()
+    reply.read()
+    conn.close()
+    assert reply.status == 200, reply.status
+    thread.join(60)
+    assert reloaded and reloaded[0].returncode == 0, reloaded
+    assert holder not in children_of(main) and len(children_of(main)) == 2
 
 
 def _reload_under_load(api: CinderService, port: int, old: set[int], limit: int) -> set[int]:

@@ -149,6 +149,18 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
     assert _by_worker(port, new, one) == {pid: {403} for pid in new}
     assert _items_by_worker(port, new) == {pid: {3} for pid in new}
 
+    # An idle keep-alive connection does not hold the reload (its old worker
+    # closes it after a short grace, well before cinder's 15 s exit grace),
+    # and its client sees it closed, not reset mid-request.
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    assert get(port, TYPES, idle)[0] == 200
+    started = time.monotonic()
+    done = api.reload()
+    assert done.returncode == 0 and time.monotonic() - started < 12, (done, time.monotonic() - started)
+    assert idle.sock is not None and idle.sock.recv(1) == b""
+    idle.close()
+    new = children_of(main)
+
     # A request still in flight (its body half sent) holds the reload until
     # its old worker answered it; the new workers are up meanwhile.
     old = new

@@ -3,8 +3,11 @@
 What a user sees from outside: every request answered (nothing refused,
 reset or 5xx) while the reload runs, the main PID kept, every worker PID
 new, and the changed option (``osapi_max_limit``: how many volume types a
-list returns) in effect in every worker.  A paste file that does not load
-fails the reload, and the old workers keep answering.
+list returns; a policy file named in ``[oslo_policy]``: 200 becomes 403) in
+effect in every worker, found by which process holds the server end of each
+connection.  A paste file that does not load fails the reload, and the old
+workers keep answering.  A request in flight holds the reload until its old
+worker answered it; an idle keep-alive connection does not hold it.
 """
 
 from __future__ import annotations

@@ -382,6 +382,7 @@ class ReloadEngine:
                 shared_groups=frozenset(self.workers.shared_groups()) if self.workers is not None else frozenset(),
                 restart_only=self.restart_only,
                 ignored=self.ignored_groups,
+                owned=frozenset(self.workers.owned_options()) if self.workers is not None else frozenset(),
             )
             write_state(self.state_file.with_name(f"{self.service}.running.json"), document)
         except (OSError, cfg.Error) as exc:  # a preview is a convenience: never a reason to fail a reload

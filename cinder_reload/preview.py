@@ -87,6 +87,7 @@ def running_document(
     shared_groups: Collection[str] = (),
     restart_only: Collection[OptKey],
     ignored: Collection[str] = (),
+    owned: Collection[OptKey] = (),
     salt: str | None = None,
 ) -> dict[str, Any]:
     """The running service's side of the preview (see the module docstring)."""
@@ -96,6 +97,10 @@ def running_document(
     secret_keys: set[tuple[str, str]] = set()
     for reg in registered_options(conf):
         kind = classify(reg.key, reg.opt.mutable, reinit_groups, restart_only)
+        if reg.key in owned:
+            # Carried out by replacing the workers (Workers.owned_options),
+            # as the reload's plan classifies it.
+            kind = ChangeKind.REINIT
         group = _section(reg.group)
         for name in {reg.opt.dest, reg.opt.name}:
             how.setdefault(group, {})[name] = kind.value
@@ -130,6 +135,7 @@ def running_document(
         "workers": sorted(worker_groups),
         "shared": sorted(shared_groups),
         "ignored": sorted(ignored),
+        "owned": sorted(f"{_section(g)}.{k}" for g, k in owned),
     }
 
 
@@ -151,6 +157,7 @@ class PreviewChange:
     kind: str
     worker: bool = False  # a re-initialisation that replaces this section's worker process
     shared: bool = False  # ... or every worker, one at a time (a section they all read)
+    owned: bool = False  # an option the workers carry out by being replaced (cinder-api's, cinder-backup's)
 
     def __str__(self) -> str:
         return f"[{self.section}] {self.key}: {self.old} -> {self.new}"
@@ -171,6 +178,7 @@ def preview(document: Mapping[str, Any], texts: Sequence[str]) -> list[PreviewCh
     workers = set(document.get("workers") or [])
     shared = set(document.get("shared") or [])
     ignored = set(document.get("ignored") or [])
+    owned = set(document.get("owned") or [])
     names = secret_names(())
     now = parse_texts(texts)
     changes: list[PreviewChange] = []
@@ -201,6 +209,7 @@ def preview(document: Mapping[str, Any], texts: Sequence[str]) -> list[PreviewCh
                     kind,
                     worker=kind == ChangeKind.REINIT.value and section in workers,
                     shared=section in shared,
+                    owned=f"{section}.{key}" in owned,
                 )
             )
     return changes
@@ -212,6 +221,8 @@ def describe(changes: Sequence[PreviewChange]) -> list[str]:
     for change in changes:
         if change.kind == ChangeKind.LIVE.value:
             effect = "applied live"
+        elif change.owned:
+            effect = "the workers replaced"
         elif change.worker and change.shared:
             effect = "every worker replaced, one at a time"
         elif change.worker:

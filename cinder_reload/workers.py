@@ -8,9 +8,11 @@ cycle's ``workers`` step hands a :class:`WorkerPlan` to the service's
 
 * cinder-volume's backends (cinder_reload/cinder/backends.py): a changed
   backend's worker is drained and replaced by a new one that cinder's own
-  start path brings up; the others are only told the live changes.
-* :class:`SignalledWorkers` here, for services whose workers still run a
-  reload cycle of their own (cinder-backup, cinder-api): SIGHUP, then each
+  start path brings up; the others are only told the live changes.  The
+  same pool drives cinder-backup's processes and cinder-api's workers
+  (cinder_reload/cinder/api.py).
+* :class:`SignalledWorkers` here, for workers that still run a reload
+  cycle of their own (under oslo.service's threading backend): SIGHUP, then each
   worker's state file (``SERVICE.WORKER.reload.json``) is read back for a
   cycle that started after the signal.  A worker that dies or does not
   finish in time fails the cycle; it never hangs it.

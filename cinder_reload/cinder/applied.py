@@ -18,6 +18,8 @@ from .options import (
     _COMMON_RESTART_ONLY,
     _MAIN_PROCESS_LIBRARIES,
     _PER_SERVICE_RESTART_ONLY,
+    API_MAIN_PROCESS_GROUPS,
+    API_MAIN_PROCESS_OPTIONS,
     DATABASE_OPTIONS,
     RESTART_REASONS,
     TRANSPORT_OPTIONS,
@@ -111,6 +113,32 @@ def rows() -> list[Row]:
         ),
         *_restart_rows("cinder-backup"),
         ("cinder-api", mutable, LIVE, mutable_why),
+        (
+            "cinder-api",
+            "every other option (`osapi_max_limit`, `api_paste_config`, the policy's, the WSGI server's, ...) "
+            "and the files the WSGI application reads (api-paste.ini), at every reload",
+            f"{REPLACED}: every worker, the new ones first",
+            "new workers from cinder's own WSGIService on the socket bound at start; the old ones stop accepting "
+            "and finish their requests (eventlet; on cotyledon pending restart)",
+        ),
+        (
+            "cinder-api",
+            f"every immutable `[DEFAULT]` option of oslo.log and oslo.service (entry points {libraries})",
+            PENDING,
+            "logging and process management are set up once, in the main process, and every worker inherits them",
+        ),
+        *[
+            (
+                "cinder-api",
+                f"every immutable option of `[{prefix}*]`"
+                if prefix.endswith("_")
+                else f"every immutable option of `[{prefix}]`",
+                PENDING,
+                why,
+            )
+            for prefix, why in API_MAIN_PROCESS_GROUPS.items()
+        ],
+        ("cinder-api", _keys(API_MAIN_PROCESS_OPTIONS), PENDING, next(iter(API_MAIN_PROCESS_OPTIONS.values()))),
         *_restart_rows("cinder-api"),
         (
             "all",

@@ -178,21 +178,24 @@ class BackendWorker:
             with capturing_errors(type(self.manager).__module__, self._errors):
                 self.service.start()
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, DriverDidNotStart) else f"{type(exc).__name__}: {exc}"
-            LOG.error("backend %s did not start: %s", self.backend, reason)
-            self._send({"event": "failed", "pid": os.getpid(), "reason": reason})
-            self._wait_for_exit_order()
-            # Nothing consumed, nothing in flight: nothing to drain.
-            os._exit(3)
+            self._start_failed(str(exc) if isinstance(exc, DriverDidNotStart) else f"{type(exc).__name__}: {exc}")
         initialised = driver_initialised(self.manager)
+        self._report_ready(
+            initialised, None if initialised else (self._errors.reason() or "the driver did not initialise")
+        )
+
+    def _start_failed(self, reason: str) -> None:
+        """cinder's start raised: say why, wait until the main process stopped counting us, exit."""
+        LOG.error("backend %s did not start: %s", self.backend, reason)
+        self._send({"event": "failed", "pid": os.getpid(), "reason": reason})
+        self._wait_for_exit_order()
+        # Nothing consumed, nothing in flight: nothing to drain.
+        os._exit(3)
+
+    def _report_ready(self, initialised: bool, reason: str | None) -> None:
+        """The service is up: tell the main process, then answer its requests."""
         self._send(
-            {
-                "event": "ready",
-                "pid": os.getpid(),
-                "initialized": initialised,
-                "reason": None if initialised else (self._errors.reason() or "the driver did not initialise"),
-                "at": time.monotonic(),
-            }
+            {"event": "ready", "pid": os.getpid(), "initialized": initialised, "reason": reason, "at": time.monotonic()}
         )
         threading.Thread(target=self.serve, name=f"reload-control-{self.backend}", daemon=True).start()
 
@@ -345,9 +348,13 @@ class BackendService(WrappedService):
     before each fork (launchers.py); the forked copy uses them.
     """
 
-    def __init__(self, inner: Any, name: str, *, in_thread: bool = False) -> None:
+    def __init__(
+        self, inner: Any, name: str, worker: type[BackendWorker] | None = None, *, in_thread: bool = False
+    ) -> None:
         super().__init__(inner)
         self.name = name
+        #: What runs the reload's side in the worker (api.ApiWorker for cinder-api's).
+        self.worker_class = worker or BackendWorker
         #: oslo.service's threading backend: cotyledon runs start() and wait()
         #: in a thread of the worker (said by the launcher: under eventlet
         #: threading.current_thread() is never the main thread either).
@@ -371,7 +378,7 @@ class BackendService(WrappedService):
         if self.channel is None:  # not forked by the reloading launcher
             self.inner.start()
             return
-        self.worker = BackendWorker(self.inner, self.channel, strict=self.strict, name=self.name)
+        self.worker = self.worker_class(self.inner, self.channel, strict=self.strict, name=self.name)
         self.worker.start()
 
     def stop(self) -> None:

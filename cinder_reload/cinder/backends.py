@@ -251,6 +251,7 @@ class BackendWorkers:
         reset_database: Callable[[], None] | None = None,
         shared: Callable[[], Collection[OptKey]] | None = None,
         launched_by: str = "cinder.cmd.volume",
+        overlap: bool = False,
     ) -> None:
         #: cinder's own start path for one worker (cinder.cmd.volume._launch_service).
         self._launch = launch
@@ -270,6 +271,13 @@ class BackendWorkers:
         self._shared = shared
         #: The module whose error records say why cinder could not create a worker's service.
         self.launched_by = launched_by
+        #: Identical workers that own nothing but their connections (cinder-api's,
+        #: on one shared listening socket): every reload starts a new set
+        #: first and retires the old one once it is up (_replace_overlapping).
+        self._overlap = overlap
+        #: Counts the sets of new workers started (overlap): the launcher builds
+        #: one service per set and forks every worker of the set from it.
+        self.batch = 0
         self.handles: dict[str, WorkerHandle] = {}
         self._strict: set[str] = set()
         #: Launches a reload started whose fork waits for its go (_Launch).
@@ -410,6 +418,8 @@ class BackendWorkers:
         return tuple(c for c in changes if c.key not in owned)
 
     def reload(self, plan: WorkerPlan) -> list[WorkerResult]:
+        if self._overlap:
+            return self._replace_overlapping(plan)
         if self._shared is not None:
             return self._roll_identical(plan)
         membership = plan.change(ENABLED_BACKENDS) if self._membership is not None else None
@@ -499,6 +509,96 @@ class BackendWorkers:
         else:
             # What runs is mixed: the options say what the next reload must redo.
             plan.overrides.set(changes, to_new=False)
+        return results
+
+    def _replace_overlapping(self, plan: WorkerPlan) -> list[WorkerResult]:
+        """Every worker replaced, the new ones first: all of them up, then the old ones retire.
+
+        For workers that share a listening socket (cinder-api's, api.py): a
+        new worker accepts from the moment it is up, so the service never
+        has fewer workers accepting, and an old one only stops accepting
+        once all its successors do; it answers what its connections still
+        bring, then leaves through cinder's graceful stop.  All or nothing:
+        when one new worker does not come up, the ones that did are retired
+        the same way, the old ones (never paused) keep serving on the
+        previous configuration, and the reload fails with the reason.
+        """
+        assert self._shared is not None
+        changes = tuple(c for key in self._shared() if (c := plan.change(key)) is not None)
+        names = sorted(self.handles)
+        olds = {name: self.handles[name] for name in names}
+        undo = plan.overrides.set(changes)  # the values the new workers start with
+        self.batch += 1
+        new: dict[str, WorkerHandle] = {}
+        failure: tuple[str, str] | None = None
+        for name in names:
+            handle, why = _Launch(self, name, strict=True).fork(plan.timeout)
+            if handle is None or why is not None:
+                failure = (name, why or "unknown")
+                break
+            new[name] = handle
+        if failure is not None:
+            failed_name, why = failure
+            plan.overrides.undo(undo)
+            LOG.error(
+                "reload #%d: a new worker (%s) did not come up (%s); the running workers keep serving",
+                plan.generation,
+                failed_name,
+                why,
+            )
+            for handle in new.values():
+                handle.retire(plan.drain_timeout)()
+                self._retire(handle)
+            with self._lock:
+                self.handles.update(olds)
+            live = _live_values(plan)
+            results = []
+            for name in names:
+                told = self.tell(name, live, plan) if live else None
+                what = f"new worker failed: {why}" if name == failed_name else f"not replaced ({failed_name} failed)"
+                results.append(
+                    WorkerResult(
+                        name,
+                        olds[name].pid,
+                        False,
+                        f"{name}: {what}; its worker (pid {olds[name].pid}) keeps serving on the previous "
+                        "configuration" + (f" ({told.message})" if told is not None else ""),
+                        failed_groups={name: why} if name == failed_name else {},
+                    )
+                )
+            return results
+        for name in names:
+            olds[name].wrap.workers = 0  # their exit is ours, not oslo.service's respawn
+            new[name].wrap.workers = 1
+        # Side by side: each old worker stops accepting and answers what it holds.
+        drains = {name: olds[name].retire(plan.drain_timeout) for name in names}
+        results = []
+        for name in names:
+            old, handle = olds[name], new[name]
+            reply = drains[name]()
+            self._retire(old)
+            ready_at = handle.ready_at
+            note = "" if reply.get("ok") else f" (old worker: {reply.get('reason')})"
+            results.append(
+                WorkerResult(
+                    name,
+                    handle.pid,
+                    True,
+                    f"{name}: replaced by a new worker{note}",
+                    old_pid=old.pid,
+                    paused_s=0.0,
+                    start_s=round(ready_at - handle.forked_at, 6),
+                    drained_in_flight=reply.get("in_flight"),
+                    drained_s=reply.get("drained_s"),
+                    applied_options=tuple(c.key for c in changes),
+                )
+            )
+        LOG.info(
+            "reload #%d: %d worker(s) replaced: %s",
+            plan.generation,
+            len(names),
+            ", ".join(f"{r.old_pid} -> {r.pid}" for r in results),
+        )
         return results
 
     def _change_membership(

@@ -18,12 +18,13 @@ What the subclasses change, and why:
   environment before cinder starts (notify_once() finds nothing; children do
   not inherit it) and the engine sends READY=1 itself once every worker is
   ready.
-* **workers**: cinder-volume's backends are driven over a control channel
-  per worker (backends.py, backend_worker.py): each fork gets a fresh
+* **workers**: cinder-volume's backends, cinder-backup's processes and
+  cinder-api's workers are driven over a control channel per worker
+  (backends.py, backend_worker.py, api.py): each fork gets a fresh
   socketpair (``_start_child``; under cotyledon, whose supervisor thread
-  forks, threading_backend.CotyledonForks).  The other services' workers run
-  a reload engine of their own (services.WorkerService,
-  workers.SignalledWorkers); under cotyledon they are restarted by it.
+  forks cinder-volume's, threading_backend.CotyledonForks).  The other
+  workers under oslo.service's threading backend are restarted by cotyledon
+  (threading_backend.CotyledonRestart).
 
 Module layout: integration.py (what the service is), services.py (the
 wrappers oslo.service runs), threading_backend.py (cotyledon), this module
@@ -42,6 +43,7 @@ from oslo_config import cfg
 
 from ..channel import Channel
 from ..workers import SignalledWorkers
+from .api import ApiWorker, sharing_listener
 from .backend_worker import BackendService
 from .backends import BackendWorkers, WorkerHandle
 from .integration import Integration
@@ -112,6 +114,11 @@ def install(integration: Integration) -> None:
             #: cinder-backup's processes: the slot name of each process number cinder was given.
             self._backup_slots: dict[int, str] = {}
             self._backup_semaphore: Any = None
+            #: cinder-api: the worker names, and the socket cinder bound at start.
+            self._api_slots: list[str] = []
+            self._api_socket: Any = None
+            #: The service the current set of new API workers is forked from, by batch.
+            self._api_built: tuple[int, Any] | None = None
             if integration.service == "cinder-volume":
                 from cinder.cmd import volume as volume_cmd
 
@@ -131,6 +138,17 @@ def install(integration: Integration) -> None:
                     shared=lambda: integration.shared_options(integration.conf),
                     launched_by="cinder.cmd.backup",
                 )
+            elif integration.service == "cinder-api" and not integration.threading_backend:
+                # osapi_volume_workers processes on one listening socket: every
+                # reload starts a new set through cinder's own WSGIService, then
+                # retires the old one (api.py).
+                self.backends = workers = BackendWorkers(
+                    self._launch_api,
+                    lambda: sorted(self._api_slots),
+                    shared=lambda: integration.shared_options(integration.conf),
+                    launched_by="oslo_service.wsgi",
+                    overlap=True,
+                )
             else:
                 workers = SignalledWorkers(
                     integration.service,
@@ -146,6 +164,14 @@ def install(integration: Integration) -> None:
             take_sighup(self.engine)
 
         def launch_service(self, service: Any, workers: int = 1) -> None:
+            if integration.service == "cinder-api" and self.backends is not None:
+                # cinder's one WSGIService, forked once per worker: each its own
+                # slot (api1..N), so that each can be replaced and respawned alone.
+                self._api_socket = service.server.socket
+                for number in range(1, workers + 1):
+                    self._api_slots.append(f"api{number}")
+                    super().launch_service(BackendService(service, f"api{number}", ApiWorker), 1)
+                return
             name = _worker_name(service, integration)
             if integration.service == "cinder-backup" and self.backends is not None:
                 name = self._backup_slot(service)
@@ -192,6 +218,27 @@ def install(integration: Integration) -> None:
             number = max(self._backup_slots, default=0) + 1
             self._backup_slots[number] = name
             backup_cmd._launch_backup_process(self, number - 1, self._backup_semaphore)
+
+        def _launch_api(self, name: str) -> None:
+            """A new API worker for the slot ``name``, as cinder's ``main()`` makes them.
+
+            ``WSGIService('osapi_volume')`` loads the paste pipeline with
+            the configuration now in force, on the socket cinder bound at
+            start (api.sharing_listener); the launcher forks it.  One
+            service per set of new workers, every worker of the set forked
+            from it, as cinder's main() forks all of them from one (loading
+            the pipeline takes most of a second).
+            """
+            from cinder import service as cinder_service
+
+            assert self.backends is not None
+            batch = self.backends.batch
+            if self._api_built is None or self._api_built[0] != batch:
+                with sharing_listener(self._api_socket):
+                    self._api_built = (batch, cinder_service.WSGIService("osapi_volume"))
+            server = self._api_built[1]
+            if self.backends.may_fork(name):
+                super().launch_service(BackendService(server, name, ApiWorker), 1)
 
         def _start_child(self, wrap: Any) -> int:
             service = wrap.service

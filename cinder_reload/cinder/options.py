@@ -18,6 +18,9 @@ from ..lint import CheckHints
 DEFAULT_VOLUME_DRIVER = "cinder.volume.drivers.lvm.LVMVolumeDriver"
 
 __all__ = [
+    "API_MAIN_PROCESS_GROUPS",
+    "API_MAIN_PROCESS_OPTIONS",
+    "api_main_process_options",
     "config_args",
     "missing_backend_sections",
     "default_restart_only_except",
@@ -69,7 +72,6 @@ _PER_SERVICE_RESTART_ONLY: dict[str, tuple[OptKey, ...]] = {
         ("DEFAULT", "osapi_volume_listen"),
         ("DEFAULT", "osapi_volume_listen_port"),
         ("DEFAULT", "osapi_volume_workers"),
-        ("DEFAULT", "api_paste_config"),
     ),
     "cinder-scheduler": (),
 }
@@ -119,7 +121,6 @@ RESTART_REASONS: dict[OptKey, str] = {
     ("DEFAULT", "osapi_volume_listen"): "the API's listening socket is bound once, at start",
     ("DEFAULT", "osapi_volume_listen_port"): "the API's listening socket is bound once, at start",
     ("DEFAULT", "osapi_volume_workers"): "the number of API processes is fixed when the service starts",
-    ("DEFAULT", "api_paste_config"): "the WSGI pipeline is loaded once, at start",
 }
 
 
@@ -149,6 +150,40 @@ def main_process_options() -> dict[OptKey, str]:
             if group not in (None, "DEFAULT"):
                 continue
             found.update((("DEFAULT", opt.dest), reason) for opt in opts if not opt.mutable)
+    return found
+
+
+#: What cinder-api's ``main()`` sets up in the main process, before it forks
+#: its workers, and that new workers inherit instead of building again.
+API_MAIN_PROCESS_GROUPS: dict[str, str] = {
+    "oslo_messaging_": "the RPC and notification transports are set up once, in the main process "
+    "(cinder-api's main() calls rpc.init()), and every worker inherits them",
+    "oslo_reports": "the Guru Meditation reports are set up once, in the main process",
+}
+API_MAIN_PROCESS_OPTIONS: dict[OptKey, str] = {
+    ("DEFAULT", "monkey_patch"): "cinder's own monkey-patching runs once, in the main process",
+    ("DEFAULT", "monkey_patch_modules"): "cinder's own monkey-patching runs once, in the main process",
+}
+
+
+def api_main_process_options(conf: cfg.ConfigOpts) -> dict[OptKey, str]:
+    """cinder-api's options that new workers cannot apply, with the reason: the main process's.
+
+    cinder-api applies a change by building new workers from the main
+    process (api.py); what that process set up for itself at start, and
+    every worker inherits, stays as it was: logging and process management
+    (:func:`main_process_options`), the transports, the reports, cinder's
+    monkey-patching.  Mutable options stay live (their hooks apply them).
+    """
+    found = main_process_options()
+    for reg in registered_options(conf):
+        if reg.opt.mutable:
+            continue
+        for prefix, reason in API_MAIN_PROCESS_GROUPS.items():
+            if reg.group.startswith(prefix):
+                found[reg.key] = reason
+        if reg.key in API_MAIN_PROCESS_OPTIONS:
+            found[reg.key] = API_MAIN_PROCESS_OPTIONS[reg.key]
     return found
 
 

@@ -25,6 +25,7 @@ from .options import (
     DATABASE_OPTIONS,
     SERVICES,
     TRANSPORT_OPTIONS,
+    api_main_process_options,
     config_args,
     main_process_options,
     missing_backend_sections,
@@ -52,6 +53,14 @@ def _volume_prepare(integration: Any) -> None:
     integration.restart_only = (
         restart_only("cinder-volume", backends) - rolled
     ) | frozenset(integration.main_process_reasons)
+
+
+def _api_prepare(integration: Any) -> None:
+    """cinder-api: every option is applied by new workers, but what the main process keeps."""
+    # What the main process set up for itself and every worker inherits
+    # (logging, process management, the transports): new workers would not take it.
+    integration.main_process_reasons = api_main_process_options(integration.conf)
+    integration.restart_only = restart_only("cinder-api") | frozenset(integration.main_process_reasons)
 
 
 def _log_file_named_after(service: str, conf: Any, service_args: Sequence[str]) -> None:
@@ -131,6 +140,11 @@ def run(service: str, service_args: Sequence[str], state_dir: str | None = None)
         integration.prepare = backup.prepare
         integration.worker_setup = backup.setup
         integration.publisher = "backup"
+    elif service == "cinder-api" and not integration.threading_backend:
+        from . import api
+
+        integration.prepare = _api_prepare
+        integration.shared_options = lambda conf: api.shared_options(conf, integration.restart_only)
     install(integration)
     result = module.main()
     return int(result or 0)

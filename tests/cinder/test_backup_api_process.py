@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from cinderproc import CinderService, api_config, backup_config
+from cinderproc import CinderService, backup_config
 
 pytestmark = [pytest.mark.cinder, pytest.mark.process]
 
@@ -37,31 +35,3 @@ def test_backup_driver_is_rebuilt_when_its_options_change(start_cinder: Start) -
     assert done.returncode == 1 and "syntax error" in done.stderr
     assert backup.pids() == {pid}
 
-
-def test_api_workers_apply_mutable_options_and_report_the_rest(start_cinder: Start, cinder_venv: Path) -> None:
-    api = start_cinder("cinder-api", lambda workdir: api_config(workdir, cinder_venv))
-    pids = api.pids()
-    assert len(pids) == 3  # the main process and osapi_volume_workers = 2
-    port = re.search(r"osapi_volume_listen_port = (\d+)", api.config_file.read_text())
-    assert port is not None
-    url = f"http://127.0.0.1:{port.group(1)}/"
-
-    def versions() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as reply:
-                return int(reply.status)
-        except urllib.error.HTTPError as exc:  # the versions document answers 300
-            return int(exc.code)
-
-    assert versions() == 300
-    good = api.config_file.read_text()
-    api.edit(
-        good.replace("debug = false", "debug = true").replace("osapi_volume_workers = 2", "osapi_volume_workers = 3")
-    )
-    done = api.reload()
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 live" in done.stdout and "2/2 workers ok" in done.stdout
-    assert "pending restart: DEFAULT.osapi_volume_workers" in done.stdout
-    doc = api.state()
-    assert len(doc["workers"]) == 2 and all(w["result"] == "ok" for w in doc["workers"])
-    assert api.pids() == pids and versions() == 300

@@ -88,3 +88,26 @@ def test_removed_keys_later_files_and_unknown_sections(tmp_path: Path) -> None:
     ]
     # The same secret written again is no change, whatever the salt was.
     assert preview(doc, [GOOD.replace("password = pw-one", "password = 'pw-one'")]) == []
+
+
+def test_options_the_workers_carry_out_by_being_replaced(tmp_path: Path) -> None:
+    """cinder-api's (and cinder-backup's) options outside any worker section: the workers replaced."""
+    path = tmp_path / "svc.conf"
+    path.write_text(GOOD)
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(["--config-file", str(path)], default_config_files=[], default_config_dirs=[])
+    doc = running_document(
+        conf,
+        service="svc",
+        pid=7,
+        reinit_groups=(),
+        worker_groups=(),
+        restart_only=(),
+        owned={("DEFAULT", "greeting")},
+        salt="s",
+    )
+    doc = json.loads(json.dumps(doc))
+    assert doc["how"]["DEFAULT"]["greeting"] == "reinit" and doc["owned"] == ["DEFAULT.greeting"]
+    lines = describe(preview(doc, [GOOD.replace("greeting = hello", "greeting = hi")]))
+    assert lines == ["[DEFAULT] greeting: 'hello' -> 'hi': the workers replaced"]

@@ -1,14 +1,14 @@
-"""How each class of option takes effect in each cinder service: the table in doc/reload-cycle.md.
+"""How each class of option takes effect in each cinder service: the table in the devref (reload-cycle).
 
 Built from the same names the services use at run time (options.py,
-backends.py, scheduler.py, backup.py), so the documentation cannot drift
-from the code: ``tools/option-table`` writes it into the document and
-tests/unit/test_applied_table.py fails when the committed table differs.
-Importing this module does not import cinder.
+backends.py, scheduler.py, backup.py), and rendered by the documentation's
+own build (doc/source/_ext/applied_options.py), so it cannot drift from the
+code.  Importing this module does not import cinder.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from ..diff import OptKey
@@ -26,7 +26,7 @@ from .options import (
 )
 from .scheduler import CACHED_OPTIONS, PER_DECISION_OPTIONS
 
-__all__ = ["LIVE", "PENDING", "REPLACED", "markdown", "rows"]
+__all__ = ["LIVE", "PENDING", "REPLACED", "rows", "rst"]
 
 LIVE = "live, in every process"
 REPLACED = "worker replacement"
@@ -150,7 +150,16 @@ def rows() -> list[Row]:
     return table
 
 
-def markdown() -> str:
-    lines = ["| service | options | how a reload applies them | why |", "| --- | --- | --- | --- |"]
-    lines += [f"| {service} | {options} | {how} | {why} |" for service, options, how, why in rows()]
+def _literal(cell: str) -> str:
+    """The table's `code` spans as reStructuredText literals."""
+    return re.sub(r"`([^`]+)`", r"``\1``", cell)
+
+
+def rst() -> str:
+    """The table as a reStructuredText list-table (the devref's ``cinder-reload-applied-options`` directive)."""
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 12 38 20 30", ""]
+    for row in [("service", "options", "how a reload applies them", "why"), *rows()]:
+        first, *rest = (_literal(cell) for cell in row)
+        lines.append(f"   * - {first}")
+        lines += [f"     - {cell}" for cell in rest]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# The project's own small extensions (the devref's table of how each option is applied).
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+
 project = "cinder-reload"
 author = "cinder-reload developers"
 copyright = "2026, cinder-reload developers"
@@ -14,6 +20,8 @@ extensions = [
     "oslo_config.sphinxconfiggen",
     # The command line reference, from cinder_reload.cli's own parser.
     "sphinxarg.ext",
+    # The devref's table of how a reload applies each class of option, from the code.
+    "applied_options",
 ]
 
 config_generator_config_file = [

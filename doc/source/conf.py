@@ -22,6 +22,8 @@ extensions = [
     "sphinxarg.ext",
     # The devref's table of how a reload applies each class of option, from the code.
     "applied_options",
+    # The benchmark page's tables, from the committed results files.
+    "benchmark_tables",
 ]
 
 config_generator_config_file = [

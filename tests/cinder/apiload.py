@@ -13,11 +13,12 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEADERS", "Answer", "ApiLoad", "get", "server_pid"]
+__all__ = ["HEADERS", "Answer", "ApiLoad", "Reloaded", "get", "reload_under_load", "server_pid"]
 
 #: noauth: the token names user and project.
 HEADERS = {"X-Auth-Token": "admin:admin", "Accept": "application/json"}
@@ -155,3 +156,24 @@ class ApiLoad:
         while self.count() < answers:
             assert time.monotonic() < deadline, f"only {self.count()} answers; failures: {self.failures[:5]}"
             time.sleep(0.02)
+
+
+@dataclass
+class Reloaded:
+    """A reload run under load: the load, what the reload returned, and when it ran."""
+
+    load: ApiLoad
+    result: Any
+    started: float
+    ended: float
+
+
+def reload_under_load(port: int, path: str, reload: Callable[[], Any], before: int = 20, after: int = 20) -> Reloaded:
+    """``reload()`` while clients send ``GET path``: ``before`` answers first, ``after`` more once it returned."""
+    with ApiLoad(port, path) as load:
+        load.wait_for(before)
+        started = time.monotonic()
+        result = reload()
+        ended = time.monotonic()
+        load.wait_for(load.count() + after)
+    return Reloaded(load, result, started, ended)

@@ -213,6 +213,15 @@ class CinderService:
         """``cinder-reload signal SERVICE --pid MAINPID --wait``: what ExecReload= runs."""
         return signal_wait([self.bin("cinder-reload")], self.service, self.pid, self.state_dir, timeout)
 
+    def check_running(self) -> subprocess.CompletedProcess[str]:
+        """``cinder-reload check SERVICE --running``: what a reload now would change, before it does."""
+        return subprocess.run(
+            [self.bin("cinder-reload"), "check", self.service, "--running", "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     def edit(self, text: str) -> None:
         self.config_file.write_text(text)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apiload import HEADERS, ApiLoad, get, server_pid
+from apiload import HEADERS, get, reload_under_load, server_pid
 from cinderproc import CinderService, api_config, children_of
 from cinderunit import Unit
 
@@ -99,11 +98,8 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
     # A paste file that does not load: the new workers never come up, the
     # old ones keep answering, and the reload says why.
     paste.write_text(good_paste.replace("[composite:osapi_volume]", "[composite:something_else]"))
-    with ApiLoad(port, TYPES) as load:
-        load.wait_for(20)
-        done = api.reload()
-        after = load.count()
-        load.wait_for(after + 20)
+    run = reload_under_load(port, TYPES, api.reload)
+    done, load = run.result, run.load
     assert done.returncode == 1, done.stdout + done.stderr
     assert "osapi_volume" in done.stderr, done.stderr
     assert load.failures == [], load.failures[:10]
@@ -122,12 +118,7 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
         api.edit(config)
         if limit == 2:
             # What `check --running` says a reload would do, before it does.
-            preview = subprocess.run(
-                [api.bin("cinder-reload"), "check", "cinder-api", "--running", "--state-dir", str(api.state_dir)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            preview = api.check_running()
             assert preview.returncode == 0, preview.stdout + preview.stderr
             assert "  [DEFAULT] osapi_max_limit: (not set) -> '2': the workers replaced" in preview.stdout
             assert "  [DEFAULT] osapi_volume_workers: '2' -> '3': needs a restart" in preview.stdout
@@ -193,13 +184,8 @@ def test_a_reload_replaces_the_api_workers_under_load(start_cinder: Start, cinde
 def _reload_under_load(api: CinderService, port: int, old: set[int], limit: int) -> set[int]:
     """A reload while clients send requests: every one answered, the workers new, ``limit`` types listed."""
     main = api.pid
-    with ApiLoad(port, TYPES) as load:
-        load.wait_for(30)
-        started = time.monotonic()
-        done = api.reload()
-        ended = time.monotonic()
-        after = load.count()
-        load.wait_for(after + 30)
+    run = reload_under_load(port, TYPES, api.reload, before=30, after=30)
+    done, load, started, ended = run.result, run.load, run.started, run.ended
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pending restart: DEFAULT.osapi_volume_workers" in done.stdout, done.stdout
     # Every request answered, none refused, reset or 5xx.
@@ -232,11 +218,8 @@ def test_systemctl_reload_replaces_the_api_workers_under_load(cinder_unit: Any, 
     assert len(old) == 2
     _create_types(port, 2)  # with cinder's __DEFAULT__: 3 types
     api.edit(api.config_file.read_text().replace("debug = false", "debug = true\nosapi_max_limit = 1"))
-    with ApiLoad(port, TYPES) as load:
-        load.wait_for(20)
-        done = api.reload()
-        after = load.count()
-        load.wait_for(after + 20)
+    run = reload_under_load(port, TYPES, api.reload)
+    done, load = run.result, run.load
     assert done.ok, done
     assert load.failures == [], load.failures[:10]
     props = api.show()

@@ -76,12 +76,7 @@ def test_check_running_previews_a_reload_of_real_cinder_volume(start_cinder: Cal
     )
     volume.edit(edited)
 
-    preview = subprocess.run(
-        [volume.bin("cinder-reload"), "check", "cinder-volume", "--running", "--state-dir", str(volume.state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    preview = volume.check_running()
 
     assert preview.returncode == 0, preview.stdout + preview.stderr
     lines = preview.stdout.splitlines()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from oslo_config import cfg
 from refdaemon import register_opts
@@ -22,21 +23,19 @@ label = two
 """
 
 
-def loaded(tmp_path: Path, text: str = GOOD) -> tuple[dict, Path]:
+def loaded(tmp_path: Path, text: str = GOOD, **service: Any) -> tuple[dict, Path]:
+    """The running document of a service on ``text``; ``service``: how that service applies its options."""
     path = tmp_path / "svc.conf"
     path.write_text(text)
     conf = cfg.ConfigOpts()
     register_opts(conf)
     conf(["--config-file", str(path)], default_config_files=[], default_config_dirs=[])
-    doc = running_document(
-        conf,
-        service="svc",
-        pid=7,
-        reinit_groups={"backend1", "backend2"},
-        worker_groups={"backend2"},
-        restart_only={("DEFAULT", "greeting")},
-        salt="s",
-    )
+    how = {
+        "reinit_groups": {"backend1", "backend2"},
+        "worker_groups": {"backend2"},
+        "restart_only": {("DEFAULT", "greeting")},
+    }
+    doc = running_document(conf, service="svc", pid=7, salt="s", **(how | service))
     return json.loads(json.dumps(doc)), path  # as check reads it back
 
 
@@ -92,22 +91,7 @@ def test_removed_keys_later_files_and_unknown_sections(tmp_path: Path) -> None:
 
 def test_options_the_workers_carry_out_by_being_replaced(tmp_path: Path) -> None:
     """cinder-api's (and cinder-backup's) options outside any worker section: the workers replaced."""
-    path = tmp_path / "svc.conf"
-    path.write_text(GOOD)
-    conf = cfg.ConfigOpts()
-    register_opts(conf)
-    conf(["--config-file", str(path)], default_config_files=[], default_config_dirs=[])
-    doc = running_document(
-        conf,
-        service="svc",
-        pid=7,
-        reinit_groups=(),
-        worker_groups=(),
-        restart_only=(),
-        owned={("DEFAULT", "greeting")},
-        salt="s",
-    )
-    doc = json.loads(json.dumps(doc))
+    doc, _ = loaded(tmp_path, reinit_groups=(), worker_groups=(), restart_only=(), owned={("DEFAULT", "greeting")})
     assert doc["how"]["DEFAULT"]["greeting"] == "reinit" and doc["owned"] == ["DEFAULT.greeting"]
     lines = describe(preview(doc, [GOOD.replace("greeting = hello", "greeting = hi")]))
     assert lines == ["[DEFAULT] greeting: 'hello' -> 'hi': the workers replaced"]

@@ -41,7 +41,7 @@ html_static_path = ["_static"]
 if tags.has("man"):  # type: ignore[name-defined]  # noqa: F821  (Sphinx's `tags`)
     extensions = ["sphinxarg.ext"]
     root_doc = "cli/cinder-reload"
-    exclude_patterns += ["index.rst", "admin", "configuration", "devref"]
+    include_patterns = ["cli/cinder-reload.rst"]  # whatever other pages there are
     html_static_path = []
 
 man_pages = [

@@ -43,7 +43,7 @@ from oslo_config import cfg
 from ..channel import Channel, Message
 from ..config import registered_options
 from ..diff import OptKey
-from .backend_worker import BackendWorker
+from .backend_worker import BackendWorker, drained, not_drained
 
 __all__ = ["ApiWorker", "IDLE_GRACE", "shared_options", "sharing_listener"]
 
@@ -267,18 +267,12 @@ class ApiWorker(BackendWorker):
             time.sleep(0.01)
         busy = sum(1 for c in list(self.connections.values()) if not c.waiting)
         if busy:
-            return {
-                "ok": False,
-                "stopped_at": stopped_at,
-                "reason": f"{busy} request(s) still in flight after {timeout:g}s; they finish "
+            return not_drained(
+                stopped_at,
+                f"{busy} request(s) still in flight after {timeout:g}s; they finish "
                 "within cinder's graceful stop (graceful_shutdown_timeout)",
-            }
-        return {
-            "ok": True,
-            "stopped_at": stopped_at,
-            "drained_s": round(time.monotonic() - stopped_at, 6),
-            "in_flight": in_flight,
-        }
+            )
+        return drained(stopped_at, in_flight)
 
     def resume(self) -> Message:
         # Never asked: an API worker is retired only once its successor accepts.

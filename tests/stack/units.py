@@ -34,11 +34,14 @@ from .stack import Stack, children_of
 __all__ = ["UnitStack", "stack_unit"]
 
 
-def stack_unit(service: str, *, systemd_version: int, cinder_reload: str, config: Path, env: dict[str, str]) -> str:
+def stack_unit(
+    service: str, *, systemd_version: int, cinder_reload: str, python: str | None, config: Path, env: dict[str, str]
+) -> str:
     """The rendered unit of ``service`` for this run."""
     spec = RenderSpec(
         systemd_version=systemd_version,
         cinder_reload=cinder_reload,
+        python=python,
         user=None,
         group=None,
         config_files=(str(config),),
@@ -95,6 +98,9 @@ class UnitStack(Stack):
             service,
             systemd_version=self.systemd_version,
             cinder_reload=self.venv.bin("cinder-reload"),
+            # As `cinder-reload render --python` writes units for a virtualenv:
+            # ExecReload= runs the venv's interpreter with -S on entry.py.
+            python=self.venv.python,
             config=self.config.path,
             env=keep,
         )

@@ -218,3 +218,48 @@ def test_sighups_during_a_cycle_merge_into_exactly_one_follow_up(setup) -> None:
     assert engine.conf.backend1.label == "eins"
     engine.stop()
     engine.join(5)
+
+
+def test_the_loop_records_the_running_configuration_after_ready(setup) -> None:
+    """`check --running`'s record follows each reload, written by the loop once READY=1 went out."""
+    engine, path, listener, _ = setup
+    record = engine.state_file.with_name("svc.running.json")
+    engine.start()
+    engine.ready()
+    assert read_state(record)["generation"] == 0  # at start: at once, before READY=1
+    path.write_text(GOOD.replace("one", "uno"))
+    engine.request_reload()
+    wait_until(lambda: engine.generation == 1, 10, "the cycle")
+    # The cycle ended with READY=1; the record comes after it, not before.
+    listener.wait_for(lambda m: m.get("READY") == "1" and "Reload #1" in m.get("STATUS", ""))
+    written = wait_until(
+        lambda: (read_state(record) or {}).get("generation") == 1 and read_state(record), 5, "the record"
+    )
+    assert written["sections"]["backend1"]["label"] == ["uno"]
+    engine.stop()
+    engine.join(5)
+
+
+def test_check_running_waits_for_the_record_of_the_last_reload(tmp_path: Path, monkeypatch) -> None:
+    """Right after a reload the record may still be the previous one: compare with the reloaded one."""
+    from cinder_reload import cli
+
+    state = tmp_path / "svc.reload.json"
+    record = tmp_path / "svc.running.json"
+    write_state(state, {"pid": 42, "generation": 2, "result": "ok"})
+    write_state(record, {"pid": 42, "generation": 1, "sections": {"backend1": {"label": ["one"]}}})
+    later = threading.Timer(0.3, write_state, (record, {"pid": 42, "generation": 2, "sections": {}}))
+    later.start()
+    try:
+        assert cli._running_document(state, "svc")["generation"] == 2
+    finally:
+        later.cancel()
+
+    # A record that never comes (a service that cannot write it): the last one, after the wait.
+    write_state(state, {"pid": 42, "generation": 3, "result": "ok"})
+    monkeypatch.setattr(cli, "RUNNING_RECORD_WAIT", 0.2)
+    assert cli._running_document(state, "svc")["generation"] == 2
+    # Another process's state file (the service restarted): nothing to wait for.
+    write_state(state, {"pid": 43, "generation": 9, "result": "ok"})
+    monkeypatch.setattr(cli, "RUNNING_RECORD_WAIT", 60.0)
+    assert cli._running_document(state, "svc")["generation"] == 2

@@ -155,8 +155,13 @@ def test_the_sighup_goes_out_on_builtin_modules(tmp_path: Path) -> None:
     before the signal ran (pid, SIGHUP handler, state file read, command line),
     and the signal goes out before json, re, enum, pathlib or select are imported."""
     service = subprocess.Popen(
-        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGHUP, lambda *a: None); "
-         "print('ready', flush=True); time.sleep(60)", "cinder-volume"],
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGHUP, lambda *a: None); "
+            "print('ready', flush=True); time.sleep(60)",
+            "cinder-volume",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -170,3 +175,46 @@ def test_the_sighup_goes_out_on_builtin_modules(tmp_path: Path) -> None:
     assert status == 7  # the probe's kill reported the process gone, where the real one sent SIGHUP
     too_early = sorted(m for m in imported if m in HEAVY | NOT_BEFORE_THE_SIGNAL or m.startswith(HEAVY_PREFIXES))
     assert too_early == [], f"imported before the SIGHUP went out: {too_early}"
+
+
+def test_a_unit_rendered_with_python_runs_entry_py_without_site(tmp_path: Path) -> None:
+    """`render --python`: ExecReload= runs `PYTHON -S .../cinder_reload/entry.py signal ...`.
+
+    Run exactly as the unit says (at a process that exited): the signal path
+    works without the interpreter's site step, and the other commands, which
+    need the site packages (oslo.config, jinja2), still work from that file.
+    """
+    from cinder_reload.render import RenderSpec, render_unit
+
+    spec = RenderSpec(python=sys.executable)
+    (volume,) = [s for s in spec.services if s.name == "cinder-volume"]
+    (line,) = [x for x in render_unit(spec, volume).splitlines() if x.startswith("ExecReload=")]
+    argv = shlex.split(line.removeprefix("ExecReload="))
+    assert argv[:3] == [sys.executable, "-S", str(REPO / "cinder_reload" / "entry.py")], argv
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    argv = [str(dead.pid) if a == "$MAINPID" else a for a in argv]
+    assert parse_signal(argv[3:]) is not None  # the fast path, not argparse
+    env = {"PATH": os.environ["PATH"]}  # no PYTHONPATH: the file finds its own package
+    ran = subprocess.run([*argv, "--state-dir", str(tmp_path)], capture_output=True, text=True, env=env, check=False)
+    assert (ran.returncode, ran.stderr.strip()) == (
+        7,
+        f"cinder-volume: not running (process {dead.pid} is not running)",
+    )
+    status = subprocess.run(
+        [*argv[:3], "status", "cinder-volume", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert status.returncode == 3 and "no reload state at" in status.stderr, status
+    check = subprocess.run(
+        [*argv[:3], "render", "--output", str(tmp_path / "out"), "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr  # jinja2 from the site packages
+    assert f"ExecReload={sys.executable} -S " in (tmp_path / "out/units/cinder-volume.service").read_text()

@@ -1,4 +1,5 @@
-"""``.. cinder-reload-benchmarks:: benchmarks/results/core.json``: a suite's measured rows, from its results file.
+"""``.. cinder-reload-benchmarks:: benchmarks/results/core.json``: a suite's measured rows, from its results file;
+``.. cinder-reload-targets:: benchmarks/results/stack.json``: the targets that suite judged from them.
 
 The committed results (benchmarks/bench.py and bench_stack.py write them
 with ``--json``) are the one copy of the figures: the page renders them at
@@ -48,6 +49,27 @@ def table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def targets_table(report: dict[str, Any]) -> list[str]:
+    """The targets the suite judged (bench_stack.py's ``targets``), each with what was measured."""
+    verdict = {True: "yes", False: "**no**", None: "not measured"}
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 40 48 12",
+        "",
+        "   * - target",
+        "     - measured (same run)",
+        "     - holds",
+    ]
+    for target in report.get("targets") or []:
+        lines += [
+            f"   * - {_cell(target['target'])}",
+            f"     - {_cell(target['measured'])}",
+            f"     - {verdict[target['holds']]}",
+        ]
+    return lines
+
+
 class BenchmarkTable(SphinxDirective):
     required_arguments = 1
 
@@ -56,10 +78,19 @@ class BenchmarkTable(SphinxDirective):
         self.env.note_dependency(str(path))
         report = json.loads(path.read_text())
         container = nodes.container()
-        self.state.nested_parse(StringList(table(report), source=str(path)), 0, container)
+        self.state.nested_parse(StringList(self.render(report), source=str(path)), 0, container)
         return list(container.children)
+
+    def render(self, report: dict[str, Any]) -> list[str]:
+        return table(report)
+
+
+class TargetsTable(BenchmarkTable):
+    def render(self, report: dict[str, Any]) -> list[str]:
+        return targets_table(report)
 
 
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive("cinder-reload-benchmarks", BenchmarkTable)
+    app.add_directive("cinder-reload-targets", TargetsTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -18,6 +18,7 @@ Nothing here uses ``/etc/ceph``, ``/var/lib/ceph`` or ``/var/log/ceph``.
 from __future__ import annotations
 
 import base64
+import fcntl
 import glob
 import json
 import os
@@ -25,6 +26,7 @@ import shutil
 import signal
 import socket
 import struct
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -605,9 +607,25 @@ def running_cluster(
     users: Mapping[str, Sequence[str]] = DEFAULT_USERS,
     pools: Sequence[str] = ("volumes",),
 ) -> Iterator[CephCluster]:
-    """``start_cluster`` for a ``with`` block: the cluster is stopped on exit, however the block ends."""
-    cluster = start_cluster(directory, name, address, users=users, pools=pools)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    """``start_cluster`` for a ``with`` block: the cluster is stopped on exit, however the block ends.
+
+    One block at a time per address on this host: the mon's ports are fixed
+    (3300, 6789), and tests in other modules, run side by side by
+    pytest-xdist (tools/test), use the same loopback addresses.  A block
+    waits for the one before it to end (callers take 127.0.0.1 before
+    127.0.0.2, so two waiting blocks cannot hold one each).
+    """
+    with _address_lock(address):
+        cluster = start_cluster(directory, name, address, users=users, pools=pools)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@contextmanager
+def _address_lock(address: str) -> Iterator[None]:
+    path = Path(tempfile.gettempdir()) / f"cinder-reload-ceph-{address}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield

@@ -52,6 +52,8 @@ def table(report: dict[str, Any]) -> list[str]:
 def targets_table(report: dict[str, Any]) -> list[str]:
     """The targets the suite judged (bench_stack.py's ``targets``), each with what was measured."""
     verdict = {True: "yes", False: "**no**", None: "not measured"}
+    if not report.get("targets"):
+        return [f"(The results of {report['date']} judge no targets: they come from an earlier version of the suite.)"]
     lines = [
         ".. list-table::",
         "   :header-rows: 1",

@@ -198,7 +198,13 @@ def _backup_across_a_reload(env: Fixture, old: Path, new: Path, **config: Any) -
     # A backup on the old path: in flight (waiting for its attach) when the reload comes.
     marker.unlink(missing_ok=True)
     running = api.create_backup(vid, "bk-running")
-    wait_for(marker.exists, 120, "the running backup's attach to begin")
+    try:
+        wait_for(marker.exists, 120, "the running backup's attach to begin")
+    except AssertionError as exc:
+        # Before any reload of this test: say where the backup stopped (seen
+        # once in 4 runs on two xdist workers, with nothing else to go by).
+        tails = "\n".join(env.stack.log_tail(s, 4000) for s in ("cinder-backup", "cinder-scheduler", "cinder-api"))
+        raise AssertionError(f"{exc}\nbackup: {api.backup(running)}\nservices: {api.services()}\n{tails}") from None
     env.write(posix_path=new, **config)
     # Still running as the reload is sent (else the check below proves nothing).
     assert (api.backup(running) or {}).get("status") == "creating"

@@ -411,9 +411,8 @@ class ReloadEngine:
                 owned=frozenset(self.workers.owned_options()) if self.workers is not None else frozenset(),
                 names=self._secret_names(),
             )
-            # Read by `check --running` only: compact (the C encoder; 7x faster).
-            # The reload it follows: `check --running` waits for the document
-            # of the reload the state file reports.
+            # `check --running` waits for the record of the reload the state
+            # file reports; it is the only reader, so compact (C encoder, 7x faster).
             document["generation"] = self.generation
             write_state(self.state_file.with_name(f"{self.service}.running.json"), document, compact=True)
         except (OSError, cfg.Error) as exc:  # a preview is a convenience: never a reason to fail a reload

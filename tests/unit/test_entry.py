@@ -195,26 +195,19 @@ def test_a_unit_rendered_with_python_runs_entry_py_without_site(tmp_path: Path) 
     dead.wait()
     argv = [str(dead.pid) if a == "$MAINPID" else a for a in argv]
     assert parse_signal(argv[3:]) is not None  # the fast path, not argparse
-    env = {"PATH": os.environ["PATH"]}  # no PYTHONPATH: the file finds its own package
-    ran = subprocess.run([*argv, "--state-dir", str(tmp_path)], capture_output=True, text=True, env=env, check=False)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        # No PYTHONPATH: the file finds its own package.
+        env = {"PATH": os.environ["PATH"]}
+        return subprocess.run(list(args), capture_output=True, text=True, env=env, check=False)
+
+    ran = run(*argv, "--state-dir", str(tmp_path))
     assert (ran.returncode, ran.stderr.strip()) == (
         7,
         f"cinder-volume: not running (process {dead.pid} is not running)",
     )
-    status = subprocess.run(
-        [*argv[:3], "status", "cinder-volume", "--state-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    status = run(*argv[:3], "status", "cinder-volume", "--state-dir", str(tmp_path))
     assert status.returncode == 3 and "no reload state at" in status.stderr, status
-    check = subprocess.run(
-        [*argv[:3], "render", "--output", str(tmp_path / "out"), "--python", sys.executable],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    check = run(*argv[:3], "render", "--output", str(tmp_path / "out"), "--python", sys.executable)
     assert check.returncode == 0, check.stderr  # jinja2 from the site packages
     assert f"ExecReload={sys.executable} -S " in (tmp_path / "out/units/cinder-volume.service").read_text()

@@ -63,7 +63,7 @@ def targets_table(report: dict[str, Any]) -> list[str]:
         "     - measured (same run)",
         "     - holds",
     ]
-    for target in report.get("targets") or []:
+    for target in report["targets"]:
         lines += [
             f"   * - {_cell(target['target'])}",
             f"     - {_cell(target['measured'])}",

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import BASE_CONFIG, RefDaemon, wait_until
 
+from cinder_reload.waiter import Outcome, signal_and_wait
+
 pytestmark = pytest.mark.process
 
 
@@ -339,3 +341,31 @@ def test_sigterm_mid_cycle_stops_cleanly(tmp_path: Path) -> None:
     state = d.state()
     assert state["result"] == "failed" and "aborted because the service is stopping" in state["message"]
     d.stop()
+
+
+def test_signal_wait_wakes_on_the_finished_document_not_on_its_poll(tmp_path: Path) -> None:
+    """`signal --wait` learns the result from the directory watch, and leaves SIGIO as it found it.
+
+    The safety poll (600 s) is longer than the whole wait (30 s) and the
+    cycle outlasts the waiter's set-up (a held request on the changed backend
+    drains for 1 s): without the watch on the state directory the result
+    would be read at the wait's end, not when the cycle wrote it.
+    """
+    config = BASE_CONFIG.replace("op_seconds = 0", "op_seconds = 1.0")
+    with RefDaemon(tmp_path, config) as d:
+        replies: list[str] = []
+        held = d.hold("backend1", replies)
+        d.edit(config.replace("label = one", "label = uno"))
+        sigio = signal.getsignal(signal.SIGIO)
+
+        began = time.monotonic()
+        result = signal_and_wait(d.pid, str(d.state_dir / "refdaemon.reload.json"), timeout=30, poll=600)
+        waited = time.monotonic() - began
+
+        assert result.outcome == Outcome.OK, result.message
+        assert waited < 15, f"the result waited {waited:.1f}s for the end of the wait, not for the cycle (~1 s)"
+        assert result.message.startswith("Reload #1 ok"), result.message
+        assert signal.getsignal(signal.SIGIO) == sigio
+        held.join(10)
+        assert replies == ["backend1 label=one generation=0 greeting=hello"]
+        assert d.ask("backend1") == "backend1 label=uno generation=1 greeting=hello"

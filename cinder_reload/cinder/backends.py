@@ -793,12 +793,15 @@ class BackendWorkers:
     def replace(self, name: str, plan: WorkerPlan, *, to_new: bool = True) -> WorkerResult:
         """A fresh worker for ``name`` on its section's new values (``to_new``) or its previous ones."""
         old = self.handles[name]
-        LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
         old.wrap.workers = 0  # its exit is ours to answer, not oslo.service's respawn
-        # The values its new worker starts with (``to_new``), or the previous ones (a put-back).
-        undo = plan.overrides.set(self._changes_for(name, plan), to_new=to_new)
+        # The retire request before anything else here: with many backends the
+        # drain is what the fork waits for, and the overrides and the log line
+        # took 1 ms (2 backends) to 4 ms (50) before it went out.
         paused_at = time.monotonic()
         drained = old.retire(plan.drain_timeout)
+        LOG.info("reload #%d: backend %s changed: replacing its worker (pid %d)", plan.generation, name, old.pid)
+        # The values its new worker starts with (``to_new``), or the previous ones (a put-back).
+        undo = plan.overrides.set(self._changes_for(name, plan), to_new=to_new)
         # cinder's start path runs up to the fork while the old worker drains:
         # Service.create() (the manager, the driver object, the service
         # record) needs no quiet backend, only the fork does (init_host).

@@ -329,7 +329,7 @@ class StateDirWatch:
             fcntl.fcntl(fd, fcntl.F_NOTIFY, fcntl.DN_RENAME | fcntl.DN_MULTISHOT)
         except (OSError, AttributeError):  # no dnotify (kernel, file system): poll
             os.close(fd)
-            self._restore()
+            _restore_handler(signals.SIGIO, self._previous)
             return self
         self.fd = fd
         return self
@@ -338,11 +338,7 @@ class StateDirWatch:
         if self.fd is not None:
             os.close(self.fd)  # the watch goes with it: no SIGIO after this
             self.fd = None
-            self._restore()
-
-    def _restore(self) -> None:
-        # None: the previous handler was not set from Python; the default then.
-        signals.signal(signals.SIGIO, signals.SIG_DFL if self._previous is None else self._previous)
+            _restore_handler(signals.SIGIO, self._previous)
 
     def wait(self, timeout: float) -> None:
         """Until a document landed in the directory, a signal arrived, or ``timeout``."""
@@ -364,6 +360,11 @@ class StateDirWatch:
 
 def _woken(signum: int, frame: FrameType | None) -> None:
     """SIGIO from the state directory's watch: the wakeup fd already woke the waiter."""
+
+
+def _restore_handler(signum: int, previous: Any) -> None:
+    """Put back the handler ``signal()`` returned; None (one not set from Python) as the default."""
+    signals.signal(signum, signals.SIG_DFL if previous is None else previous)
 
 
 class _Terminated(list[int]):
@@ -413,7 +414,7 @@ class _SigtermStopsWaiting:
         if self._fds is None:
             return
         signals.set_wakeup_fd(self._previous_fd)
-        signals.signal(signals.SIGTERM, self._previous)
+        _restore_handler(signals.SIGTERM, self._previous)
         for fd in self._fds:
             os.close(fd)
         self._fds = None
